@@ -1,0 +1,74 @@
+"""The ``rnnlab`` command: a thin argparse layer over the configs of each concern.
+
+Every subcommand module exposes ``add_parser(subparsers)`` which registers its
+parser and sets ``func(args) -> int | None`` as the handler. User mistakes raise
+:class:`rnnlab.errors.UserError` and end as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from rnnlab import __version__
+from rnnlab.errors import UserError
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (so help never drifts from the code) and keeps description layout."""
+
+
+def new_subparsers(parser: argparse.ArgumentParser, title: str, dest: str):
+    return parser.add_subparsers(
+        title=title, dest=dest, required=True, parser_class=OneLineErrorParser, metavar="COMMAND"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnlab import report, reproduce, tasks
+    from rnnlab.data import cli as data_cli
+
+    parser = OneLineErrorParser(
+        prog="rnnlab",
+        description="Train, evaluate and explain recurrent networks (RNN, LSTM, GRU) "
+        "on row-by-row MNIST, digit recall and binary addition.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    commands = new_subparsers(parser, "commands", "command")
+    data_cli.add_parser(commands)
+    tasks.add_parsers(commands)
+    reproduce.add_parser(commands)
+    report.add_parser(commands)
+    return parser
+
+
+def default_threads() -> int:
+    """The cores this process may use (its CPU affinity), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        sys.stderr.write(f"rnnlab: error: {err}\n")
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("rnnlab: interrupted; finished epochs and runs are kept\n")
+        return 130

@@ -1,0 +1,132 @@
+"""Recurrent models, top to bottom: the cell registry, the config, the sequence
+classifier (one label per sequence) and the per-step model (one logit per step).
+
+Both read variable-length batches through ``pack_padded_sequence`` when given
+``lengths``, so padding never reaches the recurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.errors import UserError
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "lstm"
+    input_size: int = 28
+    hidden_size: int = 100
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between stacked layers and before the readout
+    num_outputs: int = 10  # classes for a classifier; 1 for a per-step bit model
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name in ("input_size", "hidden_size", "num_layers", "num_outputs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_recurrent(cfg: ModelConfig) -> nn.RNNBase:
+    kwargs = dict(
+        input_size=cfg.input_size,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        batch_first=True,
+    )
+    if cfg.cell == "rnn":
+        kwargs["nonlinearity"] = "tanh"
+    return CELLS[cfg.cell](**kwargs)
+
+
+def final_hidden(h_n: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """h_n of any cell: the LSTM's ``(h, c)`` pair is unpacked here and nowhere else."""
+    return h_n[0] if isinstance(h_n, tuple) else h_n
+
+
+def run_recurrent(rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None):
+    """Run ``rnn`` over ``x`` (B, T, F); with ``lengths`` (B,) the padding is skipped.
+
+    Returns ``(outputs (B, T, D*H), h_n (L*D, B, H))``; outputs past a sequence's
+    length are zero.
+    """
+    if lengths is None:
+        out, h_n = rnn(x)
+        return out, final_hidden(h_n)
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, h_n = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, final_hidden(h_n)
+
+
+class SequenceClassifier(nn.Module):
+    """One label per sequence, read from h_n of every direction of the last layer.
+
+    The reference read the output at the last time step, which for the backward
+    direction has seen only the last row; h_n of the backward direction has seen
+    the whole sequence.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.rnn = make_recurrent(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.directions * cfg.hidden_size, cfg.num_outputs)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
+        _, h_n = run_recurrent(self.rnn, x, lengths)  # h_n: (L*D, B, H)
+        last_layer = h_n[-self.cfg.directions :]  # (D, B, H) forward then backward
+        features = torch.cat(list(last_layer), dim=-1)  # (B, D*H)
+        return self.head(self.dropout(features))  # (B, C)
+
+
+class PerStepModel(nn.Module):
+    """One output per time step (e.g. one sum bit per input bit pair)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.rnn = make_recurrent(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.directions * cfg.hidden_size, cfg.num_outputs)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
+        out, _ = run_recurrent(self.rnn, x, lengths)  # (B, T, D*H)
+        logits = self.head(self.dropout(out))  # (B, T, num_outputs)
+        return logits.squeeze(-1) if self.cfg.num_outputs == 1 else logits  # (B, T) for bits
+
+
+MODEL_KINDS: dict[str, type[nn.Module]] = {"classifier": SequenceClassifier, "per_step": PerStepModel}
+
+
+def build_model(kind: str, cfg: ModelConfig) -> nn.Module:
+    if kind not in MODEL_KINDS:
+        raise UserError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    return MODEL_KINDS[kind](cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,154 @@
+"""Figures, drawn only from run records (metrics, predictions, summaries).
+
+Every function takes records (and for image grids the dataset the record names),
+writes PNGs atomically and returns their paths.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; figures only go to files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rnnlab.fileio import atomic_open  # noqa: E402
+from rnnlab.records import RunRecord  # noqa: E402
+
+
+def save(fig, path: Path) -> Path:
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def metric_by_epoch(record: RunRecord, key: str) -> tuple[list[int], list[float]]:
+    rows = record.metrics()
+    return [r["epoch"] for r in rows], [r[key] for r in rows]
+
+
+def curves_figure(runs: Sequence[tuple[str, RunRecord]], keys: Sequence[tuple[str, str]],
+                  ylabel: str, title: str, percent: bool = False):
+    """One line per (run, metric): ``keys`` is a list of (metric key, legend suffix)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, record in runs:
+        for key, suffix in keys:
+            epochs, values = metric_by_epoch(record, key)
+            scale = 100.0 if percent else 1.0
+            ax.plot(epochs, [scale * v for v in values], marker="o", ms=3,
+                    label=f"{label} {suffix}".strip())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def draw_learning_curves(runs: Sequence[tuple[str, RunRecord]], out_dir: Path, prefix: str = "") -> list[Path]:
+    """Training/validation loss and validation accuracy by epoch, one line per run."""
+    loss = curves_figure(runs, [("train_loss", "train"), ("valid_loss", "valid")], "loss",
+                         "Loss by epoch")
+    acc = curves_figure(runs, [("valid_accuracy", "")], "validation accuracy (%)",
+                        "Validation accuracy by epoch", percent=True)
+    return [save(loss, out_dir / f"{prefix}loss_curves.png"),
+            save(acc, out_dir / f"{prefix}valid_accuracy.png")]
+
+
+def read_predictions(record: RunRecord) -> list[dict[str, int]]:
+    path = record.dir / "test_predictions.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [{k: int(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def confusion_matrix(rows: list[dict[str, int]], classes: int) -> np.ndarray:
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    for row in rows:
+        matrix[row["label"], row["prediction"]] += 1
+    return matrix
+
+
+def draw_confusion(matrix: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=6,
+                color="white" if n > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Test confusion matrix")
+    return save(fig, path)
+
+
+def draw_image_grid(images: np.ndarray, rows: list[dict[str, int]], names: Sequence[str], path: Path,
+                    title: str) -> Path:
+    """Images with 'pred / true' captions; misclassified ones in red with a red frame."""
+    n = len(rows)
+    cols = min(n, 10)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(1.3 * cols, 1.6 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        wrong = row["prediction"] != row["label"]
+        ax.imshow(images[row["index"]], cmap="gray_r" if not wrong else "Reds")
+        ax.set_title(f"pred {names[row['prediction']]}\ntrue {names[row['label']]}", fontsize=7,
+                     color="red" if wrong else "black")
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def draw_batch_losses(record: RunRecord, path: Path) -> Path:
+    losses = record.summary()["test"].get("batch_losses", [])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, marker="o", ms=3)
+    ax.set_xlabel("test batch")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title("Test loss per batch")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def draw_mnist_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
+    from rnnlab.tasks.mnist import CLASS_NAMES
+
+    config = record.config()
+    dataset = config["task_config"]["dataset"]
+    names = CLASS_NAMES[dataset]
+    out = record.figures_dir
+    paths = draw_learning_curves([(config["model"]["cell"].upper(), record)], out)
+    if record.is_complete:
+        paths.append(draw_batch_losses(record, out / "test_loss_per_batch.png"))
+    rows = read_predictions(record)
+    if rows:
+        paths.append(draw_confusion(confusion_matrix(rows, len(names)), names, out / "confusion_matrix.png"))
+        images = load_test_images(dataset, data_dir)
+        if images is not None:
+            paths.append(draw_image_grid(images, rows[:10], names, out / "test_examples.png",
+                                         "First 10 test images"))
+            wrong = [r for r in rows if r["prediction"] != r["label"]][:20]
+            if wrong:
+                paths.append(draw_image_grid(images, wrong, names, out / "misclassified.png",
+                                             "Misclassified test images (red)"))
+    return paths
+
+
+def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
+    """The test images for captions; None (figure skipped) when the data is not there."""
+    from rnnlab.data import default_data_root, load_dataset
+    from rnnlab.errors import UserError
+
+    try:
+        arrays = load_dataset(dataset, Path(data_dir) if data_dir else default_data_root())
+    except UserError:
+        return None
+    return arrays.test_images.numpy()

@@ -1,0 +1,163 @@
+"""Run records: everything a run leaves in its folder, and the only thing plots
+and reports read.
+
+Layout of a run folder::
+
+    config.json          resolved config (task, model, training, data, versions)
+    metrics.csv/.jsonl   one row per epoch; deterministic for a given seed
+    timing.csv           wall-clock seconds per epoch (kept apart so metrics stay byte-identical)
+    checkpoints/best.pt  best-validation weights + plain config (weights_only-loadable)
+    checkpoints/last.pt  last epoch: weights, optimizer, scheduler, RNG states (for --resume)
+    summary.json         test metrics; its presence marks the run complete
+    figures/*.png        drawn from the files above only
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnlab.errors import UserError
+from rnnlab.fileio import atomic_open, atomic_write_json, atomic_write_text
+
+CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    fields = list(rows[0])
+    for row in rows[1:]:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+class RunRecord:
+    """Reads and writes one run folder; every write is atomic."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+
+    # -- creation -----------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | Path, config: dict, force: bool = False) -> RunRecord:
+        """A fresh run folder; refuses to overwrite an existing run unless ``force``."""
+        record = cls(run_dir)
+        if record.dir.exists() and any(record.dir.iterdir()) and not force:
+            raise UserError(
+                f"run folder {record.dir} already exists; pass --force to overwrite it "
+                "or --resume to continue it"
+            )
+        if force and record.dir.exists():
+            for name in ("metrics.csv", "metrics.jsonl", "timing.csv", "summary.json"):
+                (record.dir / name).unlink(missing_ok=True)
+            for ckpt in record.checkpoint_dir.glob("*.pt"):
+                ckpt.unlink()
+        record.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record.dir / "config.json", config)
+        return record
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> RunRecord:
+        """An existing run folder; a one-line error when it is not one."""
+        record = cls(run_dir)
+        if not (record.dir / "config.json").is_file():
+            raise UserError(f"{record.dir} is not an rnnlab run folder (no config.json)")
+        return record
+
+    # -- config and summary -------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.dir / "figures"
+
+    def read_json(self, name: str) -> dict:
+        path = self.dir / name
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path} is not valid JSON ({err}); delete the run and train again") from None
+
+    def config(self) -> dict:
+        return self.read_json("config.json")
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.dir / "summary.json", summary)
+
+    def summary(self) -> dict:
+        return self.read_json("summary.json")
+
+    @property
+    def is_complete(self) -> bool:
+        return (self.dir / "summary.json").is_file()
+
+    # -- per-epoch metrics --------------------------------------------------------
+    def write_metrics(self, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:
+        """Rewrite the per-epoch files whole (they are small), so each is always complete."""
+        atomic_write_text(self.dir / "metrics.csv", rows_to_csv(rows))
+        atomic_write_text(
+            self.dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        )
+        atomic_write_text(self.dir / "timing.csv", rows_to_csv(timings))
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} is corrupt ({err})") from None
+
+    def timings(self) -> list[dict[str, Any]]:
+        path = self.dir / "timing.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="") as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    # -- checkpoints --------------------------------------------------------------
+    def save_checkpoint(self, name: str, payload: dict) -> Path:
+        path = self.checkpoint_dir / f"{name}.pt"
+        with atomic_open(path, "wb") as fh:
+            torch.save({"format": CHECKPOINT_FORMAT, **payload}, fh)
+        return path
+
+    def has_checkpoint(self, name: str) -> bool:
+        return (self.checkpoint_dir / f"{name}.pt").is_file()
+
+    def load_checkpoint(self, name: str) -> dict:
+        return load_checkpoint_file(self.checkpoint_dir / f"{name}.pt")
+
+
+def load_checkpoint_file(path: Path) -> dict:
+    """Load with ``weights_only=True``: tensors and plain containers only, no code runs."""
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} is missing; train the run first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise UserError(f"refusing checkpoint {path}: it holds more than weights ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
+                        "delete it and train again") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not an rnnlab checkpoint")
+    return payload

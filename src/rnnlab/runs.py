@@ -1,0 +1,105 @@
+"""One training run from plan to summary, the same for every task: create the run
+record, seed, build the model, fit, reload the best weights, test, summarise."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import rnnlab
+from rnnlab.errors import UserError
+from rnnlab.models import ModelConfig, build_model, count_parameters
+from rnnlab.records import RunRecord
+from rnnlab.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    out: Path
+    task: str  # "mnist" | "recall" | "addition"
+    model_kind: str  # "classifier" | "per_step"
+    model: ModelConfig
+    train: TrainConfig
+    task_config: dict  # plain, task-specific settings (dataset, lengths, K, ...)
+    force: bool = False
+    resume: bool = False
+    quiet: bool = False
+
+    def config(self) -> dict:
+        return {"task": self.task, "model_kind": self.model_kind, "model": self.model.to_dict(),
+                "train": self.train.to_dict(), "task_config": self.task_config}
+
+    def checkpoint_meta(self) -> dict:
+        return {"task": self.task, "model_kind": self.model_kind, "model_config": self.model.to_dict(),
+                "task_config": self.task_config}
+
+
+@dataclass
+class TaskData:
+    train: BatchSource
+    valid: Sequence[Batch]
+    objective: Objective
+
+
+def environment() -> dict:
+    return {"rnnlab": rnnlab.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "device": "cpu", "platform": platform.platform(),
+            "command": " ".join(["rnnlab", *sys.argv[1:]])}
+
+
+def open_record(plan: RunPlan) -> RunRecord:
+    """A new record, or with ``resume`` the existing one after checking it is the same run."""
+    if plan.resume and (plan.out / "config.json").is_file():
+        record = RunRecord.open(plan.out)
+        if record.config() != plan.config():
+            raise UserError(f"cannot resume {plan.out}: its config differs from this command's; "
+                            "use --force to start over")
+        return record
+    return RunRecord.create(plan.out, plan.config(), force=plan.force)
+
+
+def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
+                test: Callable[[nn.Module, RunRecord], dict],
+                on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train ``plan`` and return its summary (the contents of summary.json)."""
+    record = open_record(plan)
+    if plan.resume and record.is_complete:
+        return record.summary()
+    started = time.perf_counter()
+    set_seed(plan.train.seed)
+    model = build_model(plan.model_kind, plan.model)
+    data = build_data()
+    state = fit(model, data.train, data.valid, data.objective, plan.train, record,
+                plan.checkpoint_meta(), resume=plan.resume, quiet=plan.quiet, on_epoch=on_epoch)
+    last_test = test(model, record) if state.best_epoch != state.epoch else None
+    model.load_state_dict(record.load_checkpoint("best")["state_dict"])
+    summary = {"test": test(model, record), "best_epoch": state.best_epoch, "epochs": state.epoch,
+               "best_valid_accuracy": state.best_valid_accuracy, "parameters": count_parameters(model),
+               "train_seconds": sum(t["seconds"] for t in state.timings),
+               "wall_seconds": time.perf_counter() - started, "environment": environment()}
+    summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
+    record.write_summary(summary)
+    return summary
+
+
+def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]:
+    """Rebuild a run's model from a checkpoint; refuses mismatched configs or shapes."""
+    payload = record.load_checkpoint(which)
+    config = record.config()
+    if payload.get("model_config") != config.get("model") or payload.get("task") != config.get("task"):
+        raise UserError(f"checkpoint {which}.pt in {record.dir} does not match the run's config.json")
+    try:
+        model = build_model(payload["model_kind"], ModelConfig(**payload["model_config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise UserError(f"checkpoint {which}.pt in {record.dir} does not fit its model ({first})") from None
+    model.eval()
+    return model, payload

@@ -1,0 +1,299 @@
+"""The training loop every task shares: batches, objectives, ``train_one_epoch``,
+``evaluate`` and ``fit`` (epochs, checkpoints, run record, resume).
+
+A task supplies a :class:`BatchSource` for training (in-memory tensors or fresh
+generated data), a list of evaluation batches, and an :class:`Objective` that
+turns model output into a loss and a count of correct items.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from rnnlab.errors import UserError
+from rnnlab.records import RunRecord
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 7
+    batch_size: int = 500
+    lr: float = 0.01
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    clip: float | None = None  # max global gradient norm; None = no clipping
+    schedule: str = "constant"  # per-step learning-rate schedule
+    seed: int = 2111
+    eval_batch_size: int = 2000  # larger than training batches: no gradients kept
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.clip is None or self.clip > 0, f"clip must be > 0, got {self.clip}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- batches ------------------------------------------------------------------------
+@dataclass
+class Batch:
+    x: Tensor  # (B, T, F) float inputs, zero-padded past each length
+    y: Tensor  # (B,) class ids, or (B, T) per-step targets
+    lengths: Tensor | None = None  # (B,) true lengths; None when every sequence is full length
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+class BatchSource(Protocol):
+    """Training data: a fresh, seeded order of batches for each epoch."""
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]: ...
+
+    def num_batches(self) -> int: ...
+
+
+class TensorDataset:
+    """Sequences held as tensors in memory; batches are slices, no per-sample Python."""
+
+    def __init__(self, x: Tensor, y: Tensor, lengths: Tensor | None = None):
+        assert x.shape[0] == y.shape[0], f"{x.shape[0]} inputs but {y.shape[0]} targets"
+        assert lengths is None or lengths.shape == (x.shape[0],), "lengths must be (N,)"
+        self.x, self.y, self.lengths = x, y, lengths
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def batch(self, index: Tensor | slice) -> Batch:
+        if self.lengths is None:
+            return Batch(self.x[index], self.y[index])
+        lengths = self.lengths[index]
+        longest = int(lengths.max())  # trim padding shared by the whole batch
+        y = self.y[index]
+        y = y[:, :longest] if y.dim() == 2 else y
+        return Batch(self.x[index, :longest], y, lengths)
+
+    def in_order(self, batch_size: int) -> list[Batch]:
+        return [self.batch(slice(i, i + batch_size)) for i in range(0, len(self), batch_size)]
+
+
+class ShuffledBatches:
+    """A TensorDataset served in a seeded random order that depends only on (seed, epoch)."""
+
+    def __init__(self, data: TensorDataset, batch_size: int, seed: int, transform: Callable[[Batch, torch.Generator], Batch] | None = None):
+        self.data, self.batch_size, self.seed, self.transform = data, batch_size, seed, transform
+
+    def num_batches(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.data), generator=generator)
+        for start in range(0, len(self.data), self.batch_size):
+            batch = self.data.batch(order[start : start + self.batch_size])
+            yield self.transform(batch, generator) if self.transform else batch
+
+
+# -- objectives ---------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    loss: Tensor  # mean over the batch's scored items, differentiable
+    items: int  # scored items (sequences, or unpadded bits)
+    correct: int
+
+
+class Objective(Protocol):
+    def __call__(self, output: Tensor, batch: Batch) -> BatchResult: ...
+
+
+class ClassificationObjective:
+    """Cross-entropy over one label per sequence; accuracy of the arg-max."""
+
+    def __call__(self, logits: Tensor, batch: Batch) -> BatchResult:
+        loss = F.cross_entropy(logits, batch.y)
+        correct = int((logits.argmax(dim=-1) == batch.y).sum())
+        return BatchResult(loss, len(batch), correct)
+
+
+# -- optimisation -------------------------------------------------------------------
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """A per-step schedule (stepped after every batch), or None for a constant rate."""
+    total_steps = max(1, total_steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
+    return None
+
+
+def set_seed(seed: int) -> None:
+    """One seed for Python's random, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads; returns the number in force."""
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def progress_bar(total: int, description: str, quiet: bool) -> tqdm:
+    """A tqdm bar on stderr, silent when asked or when stderr is not a terminal."""
+    return tqdm(total=total, desc=description, leave=False, unit="batch",
+                disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+
+
+# -- the two loops --------------------------------------------------------------------
+def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objective,
+                    optimizer: torch.optim.Optimizer, scheduler=None, clip: float | None = None,
+                    bar: tqdm | None = None) -> dict[str, float]:
+    model.train()
+    loss_sum, items, correct = 0.0, 0, 0
+    for batch in batches:
+        result = objective(model(batch.x, batch.lengths), batch)
+        optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += float(result.loss.detach()) * result.items
+        items, correct = items + result.items, correct + result.correct
+        if bar is not None:
+            bar.update(1)
+    return {"loss": loss_sum / max(items, 1), "accuracy": correct / max(items, 1)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Sequence[Batch], objective: Objective) -> dict[str, float]:
+    model.eval()
+    loss_sum, items, correct = 0.0, 0, 0
+    for batch in batches:
+        result = objective(model(batch.x, batch.lengths), batch)
+        loss_sum += float(result.loss) * result.items
+        items, correct = items + result.items, correct + result.correct
+    return {"loss": loss_sum / max(items, 1), "accuracy": correct / max(items, 1)}
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: Sequence[Batch]) -> Tensor:
+    """Concatenated raw model outputs (logits) for ``batches``, in order."""
+    model.eval()
+    return torch.cat([model(b.x, b.lengths) for b in batches])
+
+
+# -- fit: epochs, records, checkpoints, resume ----------------------------------------
+@dataclass
+class FitState:
+    """Everything that changes from epoch to epoch, saved in the last checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    best_valid_accuracy: float = -1.0
+    best_valid_loss: float = math.inf
+    best_epoch: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def checkpoint_payload(model: nn.Module, meta: dict, epoch: int) -> dict:
+    return {**meta, "epoch": epoch, "state_dict": model.state_dict()}
+
+
+def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitState) -> None:
+    payload = checkpoint_payload(model, meta, state.epoch)
+    payload["optimizer"] = optimizer.state_dict()
+    payload["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+    payload["torch_rng"] = torch.get_rng_state()
+    payload["fit_state"] = {k: v for k, v in asdict(state).items()}
+    record.save_checkpoint("last", payload)
+
+
+def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
+    payload = record.load_checkpoint("last")
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None and payload.get("scheduler") is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"])
+    return FitState(**payload["fit_state"])
+
+
+def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective: Objective,
+        cfg: TrainConfig, record: RunRecord, meta: dict, *, resume: bool = False,
+        quiet: bool = False, on_epoch: Callable[[dict], None] | None = None) -> FitState:
+    """Train for ``cfg.epochs``, logging each epoch and checkpointing best and last.
+
+    ``meta`` is the plain description stored in every checkpoint (task, model kind,
+    model config) so a checkpoint can rebuild its model without the run's code path.
+    """
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * train.num_batches())
+    state = FitState()
+    if resume and record.has_checkpoint("last"):
+        state = restore_last(record, model, optimizer, scheduler)
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        with progress_bar(train.num_batches(), f"epoch {epoch}/{cfg.epochs}", quiet) as bar:
+            train_stats = train_one_epoch(model, train.epoch_batches(epoch), objective,
+                                          optimizer, scheduler, cfg.clip, bar)
+        valid_stats = evaluate(model, valid, objective)
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"],
+               "valid_loss": valid_stats["loss"], "valid_accuracy": valid_stats["accuracy"],
+               "lr": optimizer.param_groups[0]["lr"]}
+        state.rows.append(row)
+        state.timings.append({"epoch": epoch, "seconds": seconds})
+        state.epoch = epoch
+        if (valid_stats["accuracy"], -valid_stats["loss"]) > (state.best_valid_accuracy, -state.best_valid_loss):
+            state.best_valid_accuracy, state.best_valid_loss = valid_stats["accuracy"], valid_stats["loss"]
+            state.best_epoch = epoch
+            record.save_checkpoint("best", checkpoint_payload(model, meta, epoch))
+        record.write_metrics(state.rows, state.timings)
+        save_last(record, model, meta, optimizer, scheduler, state)
+        if on_epoch is not None:
+            on_epoch({**row, "seconds": seconds, "epochs": cfg.epochs})
+    if not record.has_checkpoint("best"):  # zero epochs: the initial weights are the best we have
+        record.save_checkpoint("best", checkpoint_payload(model, meta, 0))
+    return state
