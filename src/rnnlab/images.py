@@ -1,0 +1,337 @@
+"""Digits from image files, as a user has them: MNIST-style preprocessing and
+``rnnlab predict RUN IMAGE...`` for MNIST and Fashion-MNIST runs.
+
+:func:`preprocess_image` brings any image into the form MNIST itself was made in
+(LeCun et al.): greyscale; inverted when the background is light, so the ink is
+light on black; cropped to the ink; scaled to fit a 20x20 box keeping the aspect
+ratio (antialiased); placed in a 28x28 field with its centre of mass at the centre.
+:func:`predict_images` reads files, folders and globs in batches, prints one line
+(or one JSON object) per image and reports each bad file on its own line.
+
+``--show-input OUT.png`` writes the 28x28 input the model saw (light ink on black,
+exactly the uint8 pixels before normalisation): to ``OUT.png`` itself when the
+command names one image, else to ``OUT-<stem>.png`` per image (``OUT-<stem>-2.png``
+when two images share a stem), in the order the images are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
+from tqdm import tqdm
+
+from rnnlab.errors import UserError
+from rnnlab.fileio import atomic_write_with
+from rnnlab.records import RunRecord
+
+SIZE = 28  # the MNIST field
+# dataset -> (the ink is scaled to fit box x box, centred by its centre of mass or else its box)
+LAYOUTS = {"mnist": (20, True), "fashion-mnist": (28, False)}
+# Where the centre lands, in pixel-index coordinates (row, col).
+CENTRE = 14.0
+MIN_CONTRAST = 0.12  # ink must differ from the background by 12% of full scale, else blank page
+INK_THRESHOLD = 0.2  # fraction of the ink's contrast that counts as ink when cropping
+NOISE_FLOOR = 0.05  # fainter than this (fraction of contrast) is background: JPEG noise, paper grain
+MAX_WORKING_SIDE = 1024  # larger images are box-averaged down first (speed, memory)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                            ".pbm", ".pgm", ".ppm", ".pnm"})
+GLOB_CHARS = frozenset("*?[")
+
+
+# -- preprocessing --------------------------------------------------------------------
+def greyscale(img: Image.Image) -> np.ndarray:
+    """Any Pillow image -> float32 (H, W) in [0, 1], 1 = white; transparency over white."""
+    mode = img.mode
+    if mode.startswith("I"):  # 16-bit ("I;16", "I;16B", ...) or 32-bit integer grey
+        a = np.asarray(img).astype(np.float32)
+        full = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        return np.clip(a / full, 0.0, 1.0)
+    if mode == "F":
+        a = np.asarray(img).astype(np.float32)
+        return np.clip(a if a.max(initial=0) <= 1.0 else a / 255.0, 0.0, 1.0)
+    if "A" in mode or "a" in mode or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    try:
+        grey = img.convert("L")  # ITU-R 601 luma: L = 0.299 R + 0.587 G + 0.114 B
+    except ValueError:  # modes without a direct conversion (LAB, HSV)
+        grey = img.convert("RGB").convert("L")
+    return np.asarray(grey).astype(np.float32) / 255.0
+
+
+def box_reduce(a: np.ndarray, max_side: int = MAX_WORKING_SIDE) -> np.ndarray:
+    """Average ``k x k`` blocks so neither side exceeds ``max_side`` (exact area antialiasing)."""
+    k = math.ceil(max(a.shape) / max_side)
+    if k <= 1:
+        return a
+    h, w = (a.shape[0] // k) * k, (a.shape[1] // k) * k
+    if h == 0 or w == 0:  # a long thin strip: keep it whole
+        return a
+    return a[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+
+
+def border_level(a: np.ndarray) -> float:
+    """The background level: median of the outer ring of pixels (2% of the short side)."""
+    b = max(1, min(a.shape) // 50)
+    ring = np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
+    return float(np.median(ring))
+
+
+def resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased (Lanczos) resize of a float image, clipped back to [0, 1]."""
+    out = Image.fromarray(a.astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+
+
+def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
+    """(row, col) centre of mass in pixel-index coordinates."""
+    total = float(a.sum())
+    rows, cols = np.arange(a.shape[0]), np.arange(a.shape[1])
+    return float(a.sum(axis=1) @ rows) / total, float(a.sum(axis=0) @ cols) / total
+
+
+def preprocess_image(img: Image.Image, name: str | None = None, dataset: str = "mnist") -> np.ndarray:
+    """Any image -> uint8 (28, 28) in the form ``dataset`` was made in, light ink on black.
+
+    MNIST: the ink scaled to fit 20x20 (aspect kept), its centre of mass at the centre
+    of the field. Fashion-MNIST (Xiao et al. 2017): the longest side scaled to 28, the
+    bounding box centred.
+
+    Raises :class:`UserError` naming ``name`` (default: the image's file name) for an
+    empty image (no pixels) or a blank page (no ink against the background).
+    """
+    box, by_mass = LAYOUTS[dataset]
+    name = name or getattr(img, "filename", "") or "image"
+    width, height = img.size
+    if width == 0 or height == 0:
+        raise UserError(f"{name}: empty image ({width}x{height} pixels)")
+    a = box_reduce(greyscale(img))  # (H, W) in [0, 1], 1 = white
+    background = border_level(a)
+    if background > 0.5:  # light paper, dark ink: invert so ink is light on black as in MNIST
+        a, background = 1.0 - a, 1.0 - background
+    ink = np.clip(a - background, 0.0, None)  # (H, W) ink above the background level
+    contrast = float(ink.max())
+    if contrast < MIN_CONTRAST:
+        raise UserError(f"{name}: blank page (no ink stands out from the background)")
+    ink /= contrast
+    ink[ink < NOISE_FLOOR] = 0.0
+    rows = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # (h, w) the ink's bounding box
+    h, w = crop.shape
+    scale = box / max(h, w)
+    crop = resize(crop, max(1, round(h * scale)), max(1, round(w * scale)))  # fits box x box
+    peak = float(crop.max())
+    if peak <= 0.0:  # cannot happen for ink >= INK_THRESHOLD, but never divide by zero
+        raise UserError(f"{name}: blank page (no ink left after scaling)")
+    crop /= peak  # thin strokes of a large image get faint when shrunk: full strength again
+    h, w = crop.shape
+    top, left = (SIZE - h) // 2, (SIZE - w) // 2  # the box centred
+    if by_mass:
+        cy, cx = centre_of_mass(crop)
+        top = min(max(round(CENTRE - cy), 0), SIZE - h)  # clamped: the box stays inside the field
+        left = min(max(round(CENTRE - cx), 0), SIZE - w)
+    field = np.zeros((SIZE, SIZE), dtype=np.float32)
+    field[top : top + h, left : left + w] = crop
+    return np.round(field * 255.0).astype(np.uint8)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """Turned as its EXIF orientation says (phone photos); as it is when that tag is unreadable."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not cost the picture
+        return img
+
+
+def load_image(path: str | Path, dataset: str = "mnist") -> np.ndarray:
+    """Read one image file (first frame) and preprocess it; every failure is a
+    :class:`UserError` whose message starts with the path."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: empty file (0 bytes), not an image")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.seek(0)  # first frame of a GIF or multi-page TIFF
+                img.load()
+                return preprocess_image(upright(img), str(path), dataset)
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF...)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except Exception as err:  # Pillow's decoders raise many types on corrupt data
+        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: truncated or corrupt image ({detail})") from None
+
+
+# -- inputs ---------------------------------------------------------------------------
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files as named, folders as their image files (sorted), globs as the image files
+    they match (sorted). Returns (paths without duplicates, error messages)."""
+    paths: list[Path] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+            if not found:
+                errors.append(f"{item}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths += found
+        elif path.exists() or path.is_symlink():
+            paths.append(path)  # a named file is tried whatever its suffix
+        elif GLOB_CHARS & set(item):
+            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file() and is_image_name(Path(p)))
+            if not found:
+                errors.append(f"{item}: no image files match")
+            paths += found
+        else:
+            errors.append(f"{item}: no such file")
+    return list(dict.fromkeys(paths)), errors
+
+
+def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
+    """Where each image's 28x28 goes: ``out`` for one image, ``OUT-<stem>.png`` for several."""
+    target = Path(out)
+    if target.suffix.lower() not in Image.registered_extensions():
+        raise UserError(f"--show-input {out}: give an image file name such as input.png")
+    if len(paths) == 1:
+        return [target]
+    taken: dict[str, int] = {}
+    result = []
+    for path in paths:
+        n = taken[path.stem] = taken.get(path.stem, 0) + 1
+        suffix = f"-{n}" if n > 1 else ""
+        result.append(target.with_name(f"{target.stem}-{path.stem}{suffix}{target.suffix}"))
+    return result
+
+
+def save_input(path: Path, pixels: np.ndarray) -> None:
+    image = Image.fromarray(pixels)  # uint8 (28, 28) -> mode "L"
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    atomic_write_with(path, lambda fh: image.save(fh, format=fmt))
+
+
+# -- the model ------------------------------------------------------------------------
+def load_digit_model(record: RunRecord) -> tuple[nn.Module, str]:
+    """The run's best model and its dataset; a one-line error for any other kind of run."""
+    from rnnlab.runs import load_model
+    from rnnlab.tasks.mnist import CLASS_NAMES
+
+    config = record.config()
+    if config.get("task") != "mnist":
+        raise UserError(f"{record.dir} is a {config.get('task', 'unknown')!r} run, not a digit model; "
+                        "predict images with an MNIST or Fashion-MNIST run")
+    model, payload = load_model(record, "best")
+    dataset = (payload.get("task_config") or config.get("task_config") or {}).get("dataset")
+    model_config = payload.get("model_config", {})
+    if (dataset not in CLASS_NAMES or payload.get("model_kind") != "classifier"
+            or model_config.get("input_size") != SIZE
+            or model_config.get("num_outputs") != len(CLASS_NAMES.get(dataset, ()))):
+        raise UserError(f"{record.dir} is not a digit model (dataset {dataset!r}, "
+                        f"{payload.get('model_kind')} with {model_config.get('input_size')} inputs)")
+    return model, dataset
+
+
+@torch.no_grad()
+def class_probabilities(model: nn.Module, images: np.ndarray, dataset: str) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> (B, C) class probabilities, normalised as in training."""
+    from rnnlab.tasks.mnist import normalise
+
+    model.eval()
+    x = normalise(torch.from_numpy(images), dataset)  # (B, T=28, F=28) rows as time steps
+    return torch.softmax(model(x), dim=-1)
+
+
+# -- the command ----------------------------------------------------------------------
+def describe(path: Path, probs: torch.Tensor, names: Sequence[str], top: int, as_json: bool,
+             shown: Path | None) -> str:
+    values, classes = probs.topk(top)
+    ranked = [(int(c), names[int(c)], float(v)) for v, c in zip(values, classes, strict=True)]
+    if not as_json:
+        return f"{path}: " + ", ".join(f"{name} ({100 * p:.1f}%)" for _, name, p in ranked)
+    obj = {"file": str(path), "prediction": ranked[0][0], "label_name": ranked[0][1],
+           "probability": ranked[0][2],
+           "probabilities": [{"class": c, "label_name": n, "probability": p} for c, n, p in ranked]}
+    if shown is not None:
+        obj["input_image"] = str(shown)
+    return json.dumps(obj)
+
+
+def report(message: str) -> None:
+    tqdm.write(f"rnnlab: error: {message}", file=sys.stderr)
+
+
+def predict_images(record: RunRecord, inputs: Sequence[str], args: argparse.Namespace) -> int:
+    """``rnnlab predict RUN IMAGE...`` for an MNIST or Fashion-MNIST run.
+
+    Prints one line (``--json``: one object) per image on stdout, and one line per
+    bad input on stderr; returns 2 if any input failed, else 0. ``args`` may lack
+    any of ``top``, ``json``, ``show_input``, ``batch_size``, ``quiet``, ``dry_run``.
+    """
+    from rnnlab.tasks.mnist import CLASS_NAMES
+
+    top = getattr(args, "top", 1)
+    batch_size = getattr(args, "batch_size", 256)
+    as_json, quiet = getattr(args, "json", False), getattr(args, "quiet", False)
+    dry_run, show_input = getattr(args, "dry_run", False), getattr(args, "show_input", None)
+    if not 1 <= top <= 10:
+        raise UserError(f"--top must be in 1..10, got {top}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    model, dataset = load_digit_model(record)
+    names = CLASS_NAMES[dataset]
+    paths, errors = expand_inputs(inputs)
+    shown = show_input_paths(show_input, paths) if show_input and not dry_run else [None] * len(paths)
+    for message in errors:
+        report(message)
+    failed, done = len(errors), 0
+    with tqdm(total=len(paths), desc="predict", unit="image", leave=False, file=sys.stderr,
+              disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+        for start in range(0, len(paths), batch_size):
+            good, images = [], []
+            for i in range(start, min(start + batch_size, len(paths))):
+                try:
+                    images.append(load_image(paths[i], dataset))
+                    good.append(i)
+                except UserError as err:
+                    report(str(err))
+                    failed += 1
+                bar.update(1)
+            done += len(good)
+            if not good or dry_run:
+                continue
+            probs = class_probabilities(model, np.stack(images), dataset)  # (B, C)
+            for i, pixels, p in zip(good, images, probs, strict=True):
+                if shown[i] is not None:
+                    save_input(shown[i], pixels)
+                tqdm.write(describe(paths[i], p, names, top, as_json, shown[i]), file=sys.stdout)
+    if dry_run:
+        print(f"dry run: {done} of {len(paths)} image(s) readable by the {dataset} model in "
+              f"{record.dir}; nothing predicted")
+    return 2 if failed else 0
