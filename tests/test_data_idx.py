@@ -89,8 +89,27 @@ def test_unknown_dtype_is_refused():
 
 
 def test_zero_dimensions_are_refused():
-    with pytest.raises(UserError, match=r"0 dimensions"):
+    with pytest.raises(UserError, match=r"declares 0 dimensions"):
         decode_idx(b"\x00\x00\x08\x00\x01", "x")
+
+
+def test_too_many_dimensions_are_refused():
+    header = struct.pack(">HBB", 0, 0x08, 200) + struct.pack(">200I", *([1] * 200))
+    with pytest.raises(UserError, match=r"declares 200 dimensions"):
+        decode_idx(header + b"\x00", "x")
+
+
+def test_empty_array_with_huge_other_dims_is_refused():
+    # prod(dims) == 0 matches an empty payload, but no array can have this shape.
+    header = struct.pack(">HBB4I", 0, 0x08, 4, 0, 8603, 32738017, 32748200)
+    with pytest.raises(UserError, match=r"implausibly large"):
+        decode_idx(header, "x")
+
+
+def test_empty_array_is_fine():
+    np.testing.assert_array_equal(
+        decode_idx(encode_idx(np.zeros((0, 28, 28), np.uint8))).shape, (0, 28, 28)
+    )
 
 
 def test_truncated_file_names_the_file(tmp_path):
@@ -115,7 +134,10 @@ def test_oversized_file_is_refused():
 
 def test_huge_dimension_claim_is_refused_without_allocating():
     header = struct.pack(">HBB4I", 0, 0x0E, 4, *(2**32 - 1,) * 4)  # 2**128 float64 values
-    with pytest.raises(UserError, match=r"truncated"):
+    with pytest.raises(UserError, match=r"implausibly large"):
+        decode_idx(header + b"\x00" * 64, "x")
+    header = struct.pack(">HBB3I", 0, 0x08, 3, 60000, 28, 28)  # plausible, but 64 bytes follow
+    with pytest.raises(UserError, match=r"truncated: header \(60000, 28, 28\) needs 47040000"):
         decode_idx(header + b"\x00" * 64, "x")
 
 
@@ -163,7 +185,7 @@ def test_fuzz_random_bytes_raise_only_user_error(data):
 @FUZZ
 @given(
     code=st.sampled_from([*IDX_DTYPES, 0x00, 0x0A, 0xFF]),
-    dims=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 4), min_size=0, max_size=5),
+    dims=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 4), min_size=0, max_size=40),
     payload=st.binary(max_size=200),
     cut=st.integers(0, 400),
     compress=st.booleans(),
@@ -177,3 +199,12 @@ def test_fuzz_plausible_headers(code, dims, payload, cut, compress):
     except UserError:
         return
     assert array.shape == tuple(dims)
+
+
+def test_oversized_plain_file_is_refused_before_reading(tmp_path, monkeypatch):
+    from rnnlab.data import idx
+
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 100)
+    write_idx(tmp_path / "big", _images(1))
+    with pytest.raises(UserError, match=r"big: larger than 100 bytes"):
+        read_idx(tmp_path / "big")

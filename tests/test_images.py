@@ -350,6 +350,11 @@ def test_bad_options_are_one_line_errors(trained_run, tmp_path):
         images.predict_images(record, ["x.png"], predict_args(batch_size=0))
     with pytest.raises(UserError, match="--show-input"):
         images.predict_images(record, ["x.png"], predict_args(show_input=str(tmp_path / "seen.nope")))
+    draw("ring").save(tmp_path / "digit.png")
+    with pytest.raises(UserError, match="would overwrite the input"):
+        images.predict_images(record, [str(tmp_path / "digit.png")],
+                              predict_args(show_input=str(tmp_path / "digit.png")))
+    assert images.load_image(tmp_path / "digit.png").any()
 
 
 def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path):

@@ -2,9 +2,11 @@
 ``rnnlab predict RUN IMAGE...`` for MNIST and Fashion-MNIST runs.
 
 :func:`preprocess_image` brings any image into the form MNIST itself was made in
-(LeCun et al.): greyscale; inverted when the background is light, so the ink is
-light on black; cropped to the ink; scaled to fit a 20x20 box keeping the aspect
-ratio (antialiased); placed in a 28x28 field with its centre of mass at the centre.
+(LeCun et al.): greyscale (transparency over white); inverted when the background,
+read from the border pixels, is light, so the ink is light on black; cropped to the
+ink; scaled to fit a 20x20 box keeping the aspect ratio (antialiased); placed in a
+28x28 field with its centre of mass at the centre. For Fashion-MNIST runs the last
+two steps follow that data set instead: longest side scaled to 28, box centred.
 :func:`predict_images` reads files, folders and globs in batches, prints one line
 (or one JSON object) per image and reports each bad file on its own line.
 
@@ -221,13 +223,17 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
     if target.suffix.lower() not in Image.registered_extensions():
         raise UserError(f"--show-input {out}: give an image file name such as input.png")
     if len(paths) == 1:
-        return [target]
-    taken: dict[str, int] = {}
-    result = []
-    for path in paths:
-        n = taken[path.stem] = taken.get(path.stem, 0) + 1
-        suffix = f"-{n}" if n > 1 else ""
-        result.append(target.with_name(f"{target.stem}-{path.stem}{suffix}{target.suffix}"))
+        result = [target]
+    else:
+        taken: dict[str, int] = {}
+        result = []
+        for path in paths:
+            n = taken[path.stem] = taken.get(path.stem, 0) + 1
+            suffix = f"-{n}" if n > 1 else ""
+            result.append(target.with_name(f"{target.stem}-{path.stem}{suffix}{target.suffix}"))
+    clash = {p.resolve() for p in paths} & {p.resolve() for p in result}
+    if clash:
+        raise UserError(f"--show-input {out} would overwrite the input {min(clash)}; choose another name")
     return result
 
 
@@ -300,12 +306,12 @@ def predict_images(record: RunRecord, inputs: Sequence[str], args: argparse.Name
     batch_size = getattr(args, "batch_size", 256)
     as_json, quiet = getattr(args, "json", False), getattr(args, "quiet", False)
     dry_run, show_input = getattr(args, "dry_run", False), getattr(args, "show_input", None)
-    if not 1 <= top <= 10:
-        raise UserError(f"--top must be in 1..10, got {top}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     model, dataset = load_digit_model(record)
     names = CLASS_NAMES[dataset]
+    if not 1 <= top <= len(names):
+        raise UserError(f"--top must be in 1..{len(names)}, got {top}")
     paths, errors = expand_inputs(inputs)
     shown = show_input_paths(show_input, paths) if show_input and not dry_run else [None] * len(paths)
     for message in errors:

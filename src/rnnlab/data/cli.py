@@ -41,8 +41,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fetch_parser = data_commands.add_parser(
         "fetch",
         help="download (or adopt) and verify a data set",
-        description="Make the four IDX files of a data set present and verified; "
-        "a second call only re-verifies them (no network).",
+        description="Make the four IDX files of a data set present and verified.\n"
+        "A second call only re-verifies the files: no network.",
         formatter_class=HelpFormatter,
     )
     _add_data_options(fetch_parser)
@@ -50,8 +50,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     info_parser = data_commands.add_parser(
         "info",
         help="verify every file against its checksum and list what is there",
-        description="Verify every file of a data set against MANIFEST.json; "
-        "exit code 2 if one is missing or corrupt.",
+        description="Verify every file of a data set against MANIFEST.json and list\n"
+        "them; exit code 2 if one is missing or corrupt.",
         formatter_class=HelpFormatter,
     )
     _add_data_options(info_parser)
@@ -66,8 +66,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=default_data_root(),
         metavar="DIR",
-        help="data root; the files go in DIR/<dataset>/ (its default comes from "
-        "$RNNLAB_DATA, else $XDG_CACHE_HOME/rnnlab or ~/.cache/rnnlab)",
+        help="data root, holding DIR/<dataset>/; set $RNNLAB_DATA to change the "
+        "default (else $XDG_CACHE_HOME/rnnlab or ~/.cache/rnnlab)",
     )
 
 

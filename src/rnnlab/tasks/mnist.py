@@ -9,6 +9,7 @@ the 10,000 test images are the test set. One label per image is scored.
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class MnistSplits:
     test: TensorDataset
 
 
+@functools.lru_cache(maxsize=1)  # reproduce trains many models on the same split in one process
 def load_splits(task: MnistTaskConfig, seed: int, data_dir: str | None) -> MnistSplits:
     from rnnlab.data import default_data_root, load_dataset, train_valid_split
 
@@ -132,7 +134,8 @@ def plan_from_args(args: argparse.Namespace) -> tuple[RunPlan, str | None]:
     return plan, args.data_dir
 
 
-def train_mnist(plan: RunPlan, data_dir: str | None = None, figures: bool = True, on_epoch=None) -> dict:
+def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
+               on_epoch=None) -> dict:
     """Train one MNIST run from a plan (used by the CLI and by ``rnnlab reproduce``)."""
     task = MnistTaskConfig(**plan.task_config)
     splits = load_splits(task, plan.train.seed, data_dir)
@@ -148,7 +151,7 @@ def train_mnist(plan: RunPlan, data_dir: str | None = None, figures: bool = True
 def run_train(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     plan, data_dir = plan_from_args(args)
-    summary = train_mnist(plan, data_dir, figures=not args.no_figures,
+    summary = train_plan(plan, data_dir=data_dir, figures=not args.no_figures,
                           on_epoch=None if args.quiet else print_epoch)
     test = summary["test"]
     print(f"{plan.out}: test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}), "
