@@ -88,3 +88,15 @@ def test_lstm_cell_matches_hand_written_equations():
     c_ref = torch.sigmoid(i) * torch.tanh(g)
     h_ref = torch.sigmoid(o) * torch.tanh(c_ref)
     assert torch.allclose(h[0], h_ref, atol=1e-6) and torch.allclose(c[0], c_ref, atol=1e-6)
+
+
+def test_last_step_readout_reproduces_the_reference_flaw():
+    """The flawed readout's backward half ignores every row but the last."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="rnn", input_size=4, hidden_size=6, bidirectional=True, readout="last_step")
+    model = SequenceClassifier(cfg).eval()
+    x = torch.randn(2, 9, 4)
+    out, _ = model.rnn(x)
+    assert torch.allclose(model(x), model.head(out[:, -1]))
+    with pytest.raises(UserError, match="h_n"):
+        ModelConfig(readout="mean")

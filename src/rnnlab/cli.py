@@ -24,8 +24,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults (so help never drifts from the code) and keeps description layout."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows defaults taken from the code (so help never drifts) and keeps description layout.
+
+    Unlike ArgumentDefaultsHelpFormatter it leaves out empty defaults (None, False),
+    whose meaning the help string itself says.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        empty = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        shown = not empty and action.option_strings
+        if shown and "%(default)" not in help_text:
+            help_text += " (default: %(default)s)"
+        return help_text
 
 
 def new_subparsers(parser: argparse.ArgumentParser, title: str, dest: str):
@@ -69,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         sys.stderr.write(f"rnnlab: error: {err}\n")
         return UserError.exit_code
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("rnnlab: interrupted; finished epochs and runs are kept\n")
         return 130

@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.errors import UserError
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+READOUTS = ("h_n", "last_step")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.0  # between stacked layers and before the readout
     num_outputs: int = 10  # classes for a classifier; 1 for a per-step bit model
+    # "h_n": final hidden state of each direction. "last_step": the output at the last
+    # time step, the reference's flawed readout, kept only to measure the flaw.
+    readout: str = "h_n"
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -34,6 +38,8 @@ class ModelConfig:
         for name in ("input_size", "hidden_size", "num_layers", "num_outputs"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.readout not in READOUTS:
+            raise UserError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -96,9 +102,13 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
-        _, h_n = run_recurrent(self.rnn, x, lengths)  # h_n: (L*D, B, H)
-        last_layer = h_n[-self.cfg.directions :]  # (D, B, H) forward then backward
-        features = torch.cat(list(last_layer), dim=-1)  # (B, D*H)
+        out, h_n = run_recurrent(self.rnn, x, lengths)  # out: (B, T, D*H), h_n: (L*D, B, H)
+        if self.cfg.readout == "last_step":  # the reference's readout; only to measure the flaw
+            assert lengths is None, "the last_step readout is for full-length sequences only"
+            features = out[:, -1]  # (B, D*H)
+        else:
+            last_layer = h_n[-self.cfg.directions :]  # (D, B, H) forward then backward
+            features = torch.cat(list(last_layer), dim=-1)  # (B, D*H)
         return self.head(self.dropout(features))  # (B, C)
 
 

@@ -18,7 +18,8 @@ import csv
 import io
 import json
 import pickle
-import zipfile
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,13 @@ class RunRecord:
             torch.save({"format": CHECKPOINT_FORMAT, **payload}, fh)
         return path
 
+    def remove_stale_temp_files(self) -> None:
+        """Delete the temp files of atomic writes cut short by a kill (``.NAME.*.tmp``)."""
+        for folder in (self.dir, self.checkpoint_dir):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
     def has_checkpoint(self, name: str) -> bool:
         return (self.checkpoint_dir / f"{name}.pt").is_file()
 
@@ -147,15 +155,25 @@ class RunRecord:
 
 
 def load_checkpoint_file(path: Path) -> dict:
-    """Load with ``weights_only=True``: tensors and plain containers only, no code runs."""
+    """Load with ``weights_only=True``: tensors and plain containers only, no code runs.
+
+    Whatever the bytes, the only exception that escapes is a one-line UserError.
+    """
     if not path.is_file():
         raise UserError(f"checkpoint {path} is missing; train the run first")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: not for the user
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise UserError(f"refusing checkpoint {path}: it holds more than weights ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        # torch's message is many lines; keep the name of the refused global, if any.
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if refused is None:
+            raise UserError(f"checkpoint {path} is corrupt (not a weights-only pickle); "
+                            "delete it and train again") from None
+        raise UserError(f"refusing checkpoint {path}: it holds a pickled object ({refused.group(1)}), "
+                        "not only weights; rnnlab never runs code from a checkpoint") from None
+    except Exception as err:  # any failure to parse untrusted bytes means "corrupt"
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
                         "delete it and train again") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

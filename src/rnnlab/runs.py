@@ -31,6 +31,7 @@ class RunPlan:
     force: bool = False
     resume: bool = False
     quiet: bool = False
+    tensorboard: bool = False  # also write TensorBoard event files under <run>/tensorboard
 
     def config(self) -> dict:
         return {"task": self.task, "model_kind": self.model_kind, "model": self.model.to_dict(),
@@ -56,6 +57,8 @@ def environment() -> dict:
 
 def open_record(plan: RunPlan) -> RunRecord:
     """A new record, or with ``resume`` the existing one after checking it is the same run."""
+    if plan.resume:
+        RunRecord(plan.out).remove_stale_temp_files()  # left by a writer that was killed
     if plan.resume and (plan.out / "config.json").is_file():
         record = RunRecord.open(plan.out)
         if record.config() != plan.config():
@@ -69,6 +72,8 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
                 test: Callable[[nn.Module, RunRecord], dict],
                 on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train ``plan`` and return its summary (the contents of summary.json)."""
+    if plan.tensorboard:  # checked before the run folder exists: a missing extra costs nothing
+        on_epoch = with_tensorboard(plan.out, on_epoch)
     record = open_record(plan)
     if plan.resume and record.is_complete:
         return record.summary()
@@ -87,6 +92,27 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
     record.write_summary(summary)
     return summary
+
+
+def with_tensorboard(run_dir: Path, on_epoch: Callable[[dict], None] | None):
+    """Wrap ``on_epoch`` so each epoch's metrics also go to TensorBoard (an optional extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
+    writers: list = []  # created at the first epoch, inside the run folder
+
+    def log(row: dict) -> None:
+        if not writers:
+            writers.append(SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+        writer = writers[0]
+        for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"):
+            writer.add_scalar(key.replace("_", "/", 1), row[key], row["epoch"])
+        writer.flush()
+        if on_epoch is not None:
+            on_epoch(row)
+
+    return log
 
 
 def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]:

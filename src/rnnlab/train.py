@@ -50,6 +50,8 @@ class TrainConfig:
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight-decay must be >= 0, got {self.weight_decay}"),
             (self.clip is None or self.clip > 0, f"clip must be > 0, got {self.clip}"),
+            # the data order seeds torch.Generator with seed * 1_000_003 + epoch, which must fit 64 bits
+            (0 <= self.seed < 2**32, f"seed must be in 0..{2**32 - 1}, got {self.seed}"),
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
         ]
@@ -252,12 +254,17 @@ def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitSt
 
 def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
     payload = record.load_checkpoint("last")
-    model.load_state_dict(payload["state_dict"])
-    optimizer.load_state_dict(payload["optimizer"])
-    if scheduler is not None and payload.get("scheduler") is not None:
-        scheduler.load_state_dict(payload["scheduler"])
-    torch.set_rng_state(payload["torch_rng"])
-    return FitState(**payload["fit_state"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if scheduler is not None and payload.get("scheduler") is not None:
+            scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        return FitState(**payload["fit_state"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UserError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: it does not fit this run "
+                        f"({first}); use --force to start over") from None
 
 
 def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective: Objective,

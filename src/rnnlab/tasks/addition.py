@@ -42,6 +42,7 @@ from rnnlab.train import (Batch, BatchResult, ShuffledBatches, TensorDataset, Tr
 NAME = "addition"
 LOSSES = ("mse", "bce")
 DATA_SOURCES = ("reference", "fresh")
+TRAIN_BITS = ("uniform", "varied")
 LONGEST = 100_000  # longest length a spec may name: keeps a typo from allocating gigabytes
 REFERENCE_TEST_LENGTHS = "1-20"  # the exercise's test set: L uniform in 1..20
 TEST_BY_EPOCH = "test_by_epoch.jsonl"
@@ -135,21 +136,33 @@ class BinaryAdditionTask:
         return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
     @staticmethod
-    def pairs(lengths: Tensor, generator: torch.Generator) -> TensorDataset:
-        """One random pair per entry of ``lengths`` (N,), padded to the longest."""
+    def pairs(lengths: Tensor, generator: torch.Generator, varied: bool = False) -> TensorDataset:
+        """One random pair per entry of ``lengths`` (N,), padded to the longest.
+
+        ``varied`` (training only): each pair draws its own share q ~ U(0, 1) of
+        positions where the bits differ (a carry propagates) instead of the uniform
+        pairs' 1/2, so long carry chains and long runs of equal bits are common.
+        """
         count, longest = lengths.shape[0], int(lengths.max())
-        bits = torch.randint(0, 2, (count, longest, 2), generator=generator, dtype=torch.uint8)
+        if varied:
+            first = torch.randint(0, 2, (count, longest), generator=generator, dtype=torch.uint8)
+            share = torch.rand(count, 1, generator=generator)  # (N, 1) q of each pair
+            differ = (torch.rand(count, longest, generator=generator) < share).to(torch.uint8)
+            bits = torch.stack([first, first ^ differ], dim=-1)  # (N, T, 2)
+        else:
+            bits = torch.randint(0, 2, (count, longest, 2), generator=generator, dtype=torch.uint8)
         free = torch.arange(longest)[None, :] < (lengths - 1)[:, None]  # (N, T) bits below the top one
         bits = bits * free[:, :, None]  # top bit and padding are 0
         total = add_bits(bits[:, :, 0], bits[:, :, 1])  # (N, T), zero past each length
         return TensorDataset(bits.float(), total.float(), lengths.clone())
 
-    def sample(self, count: int, lengths: Sequence[int], stream: str | torch.Generator) -> TensorDataset:
+    def sample(self, count: int, lengths: Sequence[int], stream: str | torch.Generator,
+               varied: bool = False) -> TensorDataset:
         """``count`` pairs, each length drawn uniformly from ``lengths``."""
         generator = self.generator(stream) if isinstance(stream, str) else stream
         choices = torch.tensor(sorted(set(lengths)), dtype=torch.long)
         drawn = choices[torch.randint(0, len(choices), (count,), generator=generator)]
-        return self.pairs(drawn, generator)
+        return self.pairs(drawn, generator, varied)
 
     def fixed(self, count: int, length: int) -> TensorDataset:
         """``count`` pairs of exactly ``length`` steps: the scoring set for that length."""
@@ -161,8 +174,8 @@ class FreshBatches:
     drawn from the task's generator for (seed, epoch), so an epoch can be replayed."""
 
     def __init__(self, task: BinaryAdditionTask, lengths: Sequence[int], pairs_per_epoch: int,
-                 batch_size: int):
-        self.task, self.lengths = task, tuple(lengths)
+                 batch_size: int, varied: bool = False):
+        self.task, self.lengths, self.varied = task, tuple(lengths), varied
         self.pairs_per_epoch, self.batch_size = pairs_per_epoch, batch_size
 
     def num_batches(self) -> int:
@@ -172,7 +185,7 @@ class FreshBatches:
         generator = self.task.generator(f"fresh/{epoch}")
         for start in range(0, self.pairs_per_epoch, self.batch_size):
             count = min(self.batch_size, self.pairs_per_epoch - start)
-            data = self.task.sample(count, self.lengths, generator)
+            data = self.task.sample(count, self.lengths, generator, self.varied)
             yield full_length_batch(data.x, data.y, data.lengths)
 
 
@@ -251,10 +264,13 @@ class AdditionTaskConfig:
     test_pairs: int = 100  # the test set by epoch (L uniform in 1..20) and the validation set
     eval_lengths: str = "1-20"  # lengths scored after training
     eval_pairs: int = 100  # pairs per scored length (the reference: 100 for each L = 1..20)
+    train_bits: str = "uniform"  # varied: training pairs with long carry chains too (see pairs)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.train_bits not in TRAIN_BITS:
+            raise UserError(f"unknown train-bits {self.train_bits!r}; choose one of {', '.join(TRAIN_BITS)}")
         if self.data not in DATA_SOURCES:
             raise UserError(f"unknown data {self.data!r}; choose one of {', '.join(DATA_SOURCES)}")
         # canonical specs, so equal settings give equal configs (and --resume matches)
@@ -334,9 +350,10 @@ class AdditionSets:
 
 
 def build_sets(cfg: AdditionTaskConfig, seed: int) -> AdditionSets:
-    task = BinaryAdditionTask(seed)
-    train = task.sample(cfg.train_size, cfg.train_length_list, "train") if cfg.data == "reference" else None
-    return AdditionSets(task, train, task.sample(cfg.test_pairs, cfg.train_length_list, "valid"),
+    task, varied = BinaryAdditionTask(seed), cfg.train_bits == "varied"
+    train = (task.sample(cfg.train_size, cfg.train_length_list, "train", varied)
+             if cfg.data == "reference" else None)
+    return AdditionSets(task, train, task.sample(cfg.test_pairs, cfg.train_length_list, "valid", varied),
                         task.sample(cfg.test_pairs, parse_lengths(REFERENCE_TEST_LENGTHS), "test"))
 
 
@@ -344,7 +361,8 @@ def build_task_data(sets: AdditionSets, cfg: AdditionTaskConfig, train: TrainCon
     if sets.train is not None:
         source = ShuffledBatches(sets.train, train.batch_size, train.seed)
     else:
-        source = FreshBatches(sets.task, cfg.train_length_list, cfg.train_size, train.batch_size)
+        source = FreshBatches(sets.task, cfg.train_length_list, cfg.train_size, train.batch_size,
+                              cfg.train_bits == "varied")
     return TaskData(source, in_batches(sets.valid, train.eval_batch_size), BitObjective(cfg.loss))
 
 
@@ -414,7 +432,8 @@ def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict
 def plan_from_args(args: argparse.Namespace) -> RunPlan:
     task = AdditionTaskConfig(loss=args.loss, data=args.data, train_lengths=args.train_lengths,
                               train_size=args.train_size, test_pairs=args.test_pairs,
-                              eval_lengths=args.eval_lengths, eval_pairs=args.eval_pairs)
+                              eval_lengths=args.eval_lengths, eval_pairs=args.eval_pairs,
+                              train_bits=args.train_bits)
     if args.dry_run:
         task = replace(task, **{k: min(v, getattr(task, k)) for k, v in DRY_RUN.items()})
     train = train_config_from_args(args, epochs=1 if args.dry_run else args.epochs)
@@ -455,6 +474,9 @@ def add_train_parser(tasks) -> None:
                    help="training lengths: a range (1-20), one length (5) or a list (3,5,10)")
     g.add_argument("--train-size", type=int, default=d.train_size, metavar="N",
                    help="training pairs per epoch")
+    g.add_argument("--train-bits", choices=TRAIN_BITS, default=d.train_bits,
+                   help="uniform: N1, N2 uniform as at test time; varied: each training pair its "
+                        "own share of differing bit pairs, so long carry chains are common")
     g.add_argument("--test-pairs", type=int, default=d.test_pairs, metavar="N",
                    help="pairs in the test set scored every epoch (L uniform in 1..20) and in "
                         "the validation set (training lengths)")

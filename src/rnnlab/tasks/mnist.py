@@ -130,7 +130,8 @@ def plan_from_args(args: argparse.Namespace) -> tuple[RunPlan, str | None]:
     train = train_config_from_args(args, epochs=1 if args.dry_run else args.epochs)
     model = model_config_from_args(args, input_size=28, num_outputs=10)
     plan = RunPlan(Path(args.out), NAME, "classifier", model, train, asdict(task),
-                   force=args.force, resume=args.resume, quiet=args.quiet)
+                   force=args.force, resume=args.resume, quiet=args.quiet,
+                   tensorboard=args.tensorboard)
     return plan, args.data_dir
 
 
