@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.data.idx import encode_idx, gzip_bytes
-from rnnlab.data.sources import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, dataset_spec, sha256_hex
+from rnnlab.data.sources import (
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    dataset_spec,
+    sha256_hex,
+)
 from rnnlab.data.store import ManifestEntry, write_manifest
 from rnnlab.fileio import atomic_write_bytes
 

@@ -82,9 +82,9 @@ def test_lstm_cell_matches_hand_written_equations():
     torch.manual_seed(2)
     lstm = nn.LSTM(3, 4, batch_first=True)
     x = torch.randn(2, 1, 3)
-    out, (h, c) = lstm(x)
+    _, (h, c) = lstm(x)
     gates = x[:, 0] @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
-    i, f, g, o = gates.chunk(4, dim=-1)
+    i, _f, g, o = gates.chunk(4, dim=-1)  # f multiplies c_0 = 0
     c_ref = torch.sigmoid(i) * torch.tanh(g)
     h_ref = torch.sigmoid(o) * torch.tanh(c_ref)
     assert torch.allclose(h[0], h_ref, atol=1e-6) and torch.allclose(c[0], c_ref, atol=1e-6)

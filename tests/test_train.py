@@ -8,8 +8,16 @@ from rnnlab.errors import UserError
 from rnnlab.models import ModelConfig, SequenceClassifier
 from rnnlab.records import RunRecord
 from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
-from rnnlab.train import (ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig,
-                          evaluate, make_optimizer, predict_batches, train_one_epoch)
+from rnnlab.train import (
+    ClassificationObjective,
+    ShuffledBatches,
+    TensorDataset,
+    TrainConfig,
+    evaluate,
+    make_optimizer,
+    predict_batches,
+    train_one_epoch,
+)
 
 
 def toy_data(n=240, seed=0):

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Any:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
@@ -20,6 +26,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Any:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual file mode
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh

@@ -13,11 +13,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display needed; figures only go to files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from rnnlab.fileio import atomic_open  # noqa: E402
-from rnnlab.records import RunRecord  # noqa: E402
+from rnnlab.fileio import atomic_open
+from rnnlab.records import RunRecord
 
 
 def save(fig, path: Path) -> Path:

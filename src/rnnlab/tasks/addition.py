@@ -32,12 +32,23 @@ from torch import Tensor, nn
 from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_write_text
 from rnnlab.models import ModelConfig
-from rnnlab.options import (add_model_options, add_optim_options, add_output_options,
-                            model_config_from_args, train_config_from_args)
+from rnnlab.options import (
+    add_model_options,
+    add_optim_options,
+    add_output_options,
+    model_config_from_args,
+    train_config_from_args,
+)
 from rnnlab.records import RunRecord
 from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
-from rnnlab.train import (Batch, BatchResult, ShuffledBatches, TensorDataset, TrainConfig,
-                          configure_threads)
+from rnnlab.train import (
+    Batch,
+    BatchResult,
+    ShuffledBatches,
+    TensorDataset,
+    TrainConfig,
+    configure_threads,
+)
 
 NAME = "addition"
 LOSSES = ("mse", "bce")
@@ -174,8 +185,8 @@ class FreshBatches:
     drawn from the task's generator for (seed, epoch), so an epoch can be replayed."""
 
     def __init__(self, task: BinaryAdditionTask, lengths: Sequence[int], pairs_per_epoch: int,
-                 batch_size: int, varied: bool = False):
-        self.task, self.lengths, self.varied = task, tuple(lengths), varied
+                 batch_size: int, varied: bool = False, noise: float = 0.0):
+        self.task, self.lengths, self.varied, self.noise = task, tuple(lengths), varied, noise
         self.pairs_per_epoch, self.batch_size = pairs_per_epoch, batch_size
 
     def num_batches(self) -> int:
@@ -186,7 +197,17 @@ class FreshBatches:
         for start in range(0, self.pairs_per_epoch, self.batch_size):
             count = min(self.batch_size, self.pairs_per_epoch - start)
             data = self.task.sample(count, self.lengths, generator, self.varied)
-            yield full_length_batch(data.x, data.y, data.lengths)
+            yield add_noise(full_length_batch(data.x, data.y, data.lengths), generator, self.noise)
+
+
+def add_noise(batch: Batch, generator: torch.Generator, std: float) -> Batch:
+    """Gaussian noise of ``std`` on the input bits (padding stays zero); none for 0."""
+    if std == 0:
+        return batch
+    noise = std * torch.randn(batch.x.shape, generator=generator)
+    if batch.lengths is not None:
+        noise = noise * step_mask(batch)[:, :, None]
+    return Batch(batch.x + noise, batch.y, batch.lengths)
 
 
 def full_length_batch(x: Tensor, y: Tensor, lengths: Tensor) -> Batch:
@@ -265,6 +286,7 @@ class AdditionTaskConfig:
     eval_lengths: str = "1-20"  # lengths scored after training
     eval_pairs: int = 100  # pairs per scored length (the reference: 100 for each L = 1..20)
     train_bits: str = "uniform"  # varied: training pairs with long carry chains too (see pairs)
+    train_noise: float = 0.0  # std of Gaussian noise on training inputs: pushes the state to stable attractors
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -276,6 +298,8 @@ class AdditionTaskConfig:
         # canonical specs, so equal settings give equal configs (and --resume matches)
         object.__setattr__(self, "train_lengths", format_lengths(parse_lengths(self.train_lengths, "train-lengths")))
         object.__setattr__(self, "eval_lengths", format_lengths(parse_lengths(self.eval_lengths, "eval-lengths")))
+        if not 0.0 <= self.train_noise <= 10.0:
+            raise UserError(f"train-noise must be in 0..10, got {self.train_noise}")
         for name in ("train_size", "test_pairs", "eval_pairs"):
             if not 1 <= getattr(self, name) <= 10_000_000:
                 raise UserError(f"{name.replace('_', '-')} must be in 1..10000000, got {getattr(self, name)}")
@@ -359,10 +383,13 @@ def build_sets(cfg: AdditionTaskConfig, seed: int) -> AdditionSets:
 
 def build_task_data(sets: AdditionSets, cfg: AdditionTaskConfig, train: TrainConfig) -> TaskData:
     if sets.train is not None:
-        source = ShuffledBatches(sets.train, train.batch_size, train.seed)
+        def transform(batch: Batch, generator: torch.Generator) -> Batch:
+            return add_noise(batch, generator, cfg.train_noise)
+        source = ShuffledBatches(sets.train, train.batch_size, train.seed,
+                                 transform if cfg.train_noise else None)
     else:
         source = FreshBatches(sets.task, cfg.train_length_list, cfg.train_size, train.batch_size,
-                              cfg.train_bits == "varied")
+                              cfg.train_bits == "varied", cfg.train_noise)
     return TaskData(source, in_batches(sets.valid, train.eval_batch_size), BitObjective(cfg.loss))
 
 
@@ -433,7 +460,7 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
     task = AdditionTaskConfig(loss=args.loss, data=args.data, train_lengths=args.train_lengths,
                               train_size=args.train_size, test_pairs=args.test_pairs,
                               eval_lengths=args.eval_lengths, eval_pairs=args.eval_pairs,
-                              train_bits=args.train_bits)
+                              train_bits=args.train_bits, train_noise=args.train_noise)
     if args.dry_run:
         task = replace(task, **{k: min(v, getattr(task, k)) for k, v in DRY_RUN.items()})
     train = train_config_from_args(args, epochs=1 if args.dry_run else args.epochs)
@@ -477,6 +504,8 @@ def add_train_parser(tasks) -> None:
     g.add_argument("--train-bits", choices=TRAIN_BITS, default=d.train_bits,
                    help="uniform: N1, N2 uniform as at test time; varied: each training pair its "
                         "own share of differing bit pairs, so long carry chains are common")
+    g.add_argument("--train-noise", type=float, default=d.train_noise, metavar="STD",
+                   help="Gaussian noise added to the training inputs (0: none)")
     g.add_argument("--test-pairs", type=int, default=d.test_pairs, metavar="N",
                    help="pairs in the test set scored every epoch (L uniform in 1..20) and in "
                         "the validation set (training lengths)")

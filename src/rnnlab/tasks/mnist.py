@@ -17,14 +17,27 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.errors import UserError
+from rnnlab.fileio import atomic_write_text
 from rnnlab.models import ModelConfig
-from rnnlab.options import (add_model_options, add_optim_options, add_output_options,
-                            model_config_from_args, train_config_from_args)
+from rnnlab.options import (
+    add_model_options,
+    add_optim_options,
+    add_output_options,
+    model_config_from_args,
+    train_config_from_args,
+)
 from rnnlab.records import RunRecord, rows_to_csv
 from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
-from rnnlab.train import (Batch, ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig,
-                          configure_threads, evaluate, predict_batches)
-from rnnlab.fileio import atomic_write_text
+from rnnlab.train import (
+    Batch,
+    ClassificationObjective,
+    ShuffledBatches,
+    TensorDataset,
+    TrainConfig,
+    configure_threads,
+    evaluate,
+    predict_batches,
+)
 
 NAME = "mnist"
 # (mean, std) of the training pixels in [0, 1]; MNIST's are the reference's values.
@@ -104,7 +117,7 @@ def build_task_data(splits: MnistSplits, task: MnistTaskConfig, train: TrainConf
     transform = None
     if task.augment_shift:
         background = float(normalise(torch.zeros(1, dtype=torch.uint8), task.dataset))
-        def transform(batch, generator):  # noqa: E306
+        def transform(batch, generator):
             return shift_images(batch, generator, task.augment_shift, background)
     source = ShuffledBatches(splits.train, train.batch_size, train.seed, transform)
     return TaskData(source, splits.valid.in_order(train.eval_batch_size), ClassificationObjective())

@@ -312,7 +312,7 @@ def plans_from_args(args: argparse.Namespace) -> list[RunPlan]:
         raise UserError(f"--hidden lists a size twice: {' '.join(map(str, args.hidden))}")
     models = [model_config_from_args(args, input_size=DIGITS, num_outputs=DIGITS, hidden=h) for h in args.hidden]
     return [make_plan(args.out, m.hidden_size, task, train, m, force=args.force, resume=args.resume,
-                      quiet=args.quiet) for m in models]
+                      quiet=args.quiet, tensorboard=args.tensorboard) for m in models]
 
 
 def train_recall(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict], None] | None = None) -> dict:
@@ -362,11 +362,21 @@ def sweep_table(results: list[tuple[RunPlan, dict]]) -> str:
     return "\n".join(lines)
 
 
+TRAIN_EPILOG = """\
+Each hidden size trains one run, in OUT/hidden-H; the figures comparing them go
+to OUT/figures. Examples:
+  rnnlab train recall --out runs/recall-reference        (the exercise: batch 1, 800 sequences)
+  rnnlab train recall --data fresh --hidden 5 10 --batch-size 128 --lr 0.01 \\
+      --train-size 64000 --epochs 5 --out runs/recall-fresh
+  rnnlab predict runs/recall-fresh/hidden-10 3 1 4 1 5
+"""
+
+
 def add_train_parser(tasks) -> None:
     from rnnlab.cli import HelpFormatter
 
     p = tasks.add_parser("recall", help="recall the digit at position K of a digit sequence",
-                         formatter_class=HelpFormatter, description=__doc__)
+                         formatter_class=HelpFormatter, description=__doc__, epilog=TRAIN_EPILOG)
     g = p.add_argument_group("data")
     g.add_argument("--k", type=int, default=REFERENCE_TASK.k, help="zero-based position of the digit to recall")
     g.add_argument("--min-length", type=int, default=REFERENCE_TASK.min_length, help="shortest sequence")
