@@ -49,91 +49,115 @@ AUTO_MIN_TRAIN_GFLOP = 1_000.0  # total training work (3x forward matmul FLOPs) 
 
 
 # -- fused per-step kernels -----------------------------------------------------------
-# Every step kernel reads the step's input projection ``xw`` (B, G*H) and recurrent
-# projection ``hw`` (B, G*H), both without bias, and writes its results into the
-# ``*_out`` views of preallocated buffers (compiled, the writes land in place).
-# Every backward kernel gets ``dh`` (B, H), the full gradient of this step's h, and
-# writes the gradients of the gate pre-activations: ``dxw_out`` (for W_ih, b_ih and
-# the input) and, for the GRU only, ``dhw_out`` (for W_hh, b_hh and h_prev), which
-# differ in the GRU's new-gate column. ``carry`` (B, H) is a gradient carried to the
-# previous step outside the matmul: the LSTM's dc, the GRU's direct dh_prev.
+# One signature for every cell's step kernel. ``pre`` (B, G*H) is the step's gate
+# pre-activation from the matmul: for the LSTM and the vanilla RNN everything (input,
+# recurrent and both biases, one matmul), for the GRU the input part with b_ih only,
+# its recurrent part ``hw`` (h_prev @ W_hh^T, no bias) coming separately because the
+# new gate scales it by r. A kernel writes h (float32, the layer output) into
+# ``h_out``, h again in the matmul dtype into ``hx_out`` (the next step's matmul
+# input), and what the backward pass needs into ``c_out`` and ``acts_out``;
+# compiled, those writes land in place, in the preallocated (T, B, ...) buffers.
+#
+# A backward kernel gets ``dh`` (B, H), the gradient of this step's h from above and
+# from the next step's matmul, and writes the gradient of ``pre`` into ``dpre_out``
+# (and, for the GRU, that of ``hw`` into ``dhw_out``). ``carry`` (B, H) is carried
+# to the step before outside the matmul: the LSTM's dc, the GRU's z * dh.
 
-def lstm_step(xw, hw, b_ih, b_hh, h_prev, c_prev, h_out, c_out, acts_out):
-    gates = xw.float() + hw.float() + b_ih + b_hh  # (B, 4H): input, forget, cell, output
-    i, f, g, o = gates.chunk(4, 1)
-    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+def tanh(x: Tensor) -> Tensor:
+    """tanh as 2*sigmoid(2x) - 1: equal to within ~1e-7, and several times faster than
+    the vectorised tanh of the compiled CPU kernels (docs/benchmarks.md)."""
+    return 2 * torch.sigmoid(2 * x) - 1
+
+
+def put(out: Tensor, *parts: Tensor) -> None:
+    """Write ``parts`` (B, H) side by side into ``out`` (B, len(parts)*H), with no temporary."""
+    width = parts[0].shape[1]
+    for k, part in enumerate(parts):
+        out[:, k * width : (k + 1) * width].copy_(part)
+
+
+def lstm_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
+    i, f, g, o = pre.float().chunk(4, 1)  # (B, H) each: input, forget, cell, output gates
+    i, f, g, o = i.sigmoid(), f.sigmoid(), tanh(g), o.sigmoid()
     c = f * c_prev + i * g
+    h = o * tanh(c)
+    h_out.copy_(h)
+    hx_out.copy_(h)
     c_out.copy_(c)
-    h_out.copy_(o * c.tanh())
-    acts_out.copy_(torch.cat([i, f, g, o], 1))
+    put(acts_out, i, f, g, o)
 
 
-def lstm_step_back(dh, acts, h_prev, c_prev, c, carry, dxw_out, dhw_out):
+def lstm_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
     i, f, g, o = acts.chunk(4, 1)
-    tanh_c = c.tanh()
+    tanh_c = tanh(c)
     dc = carry + dh * o * (1 - tanh_c * tanh_c)
-    dxw_out.copy_(torch.cat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                             dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)], 1))
+    put(dpre_out, dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+        dh * tanh_c * o * (1 - o))
     carry.copy_(dc * f)
 
 
-def gru_step(xw, hw, b_ih, b_hh, h_prev, c_prev, h_out, c_out, acts_out):
-    x_r, x_z, x_n = (xw.float() + b_ih).chunk(3, 1)  # (B, H) each: reset, update, new
+def gru_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
+    x_r, x_z, x_n = pre.float().chunk(3, 1)  # (B, H) each: reset, update, new
     h_r, h_z, h_n = (hw.float() + b_hh).chunk(3, 1)
     r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
-    n = (x_n + r * h_n).tanh()
-    h_out.copy_((1 - z) * n + z * h_prev)
-    acts_out.copy_(torch.cat([r, z, n, h_n], 1))
+    n = tanh(x_n + r * h_n)
+    h = (1 - z) * n + z * h_prev
+    h_out.copy_(h)
+    hx_out.copy_(h)
+    put(acts_out, r, z, n, h_n)
 
 
-def gru_step_back(dh, acts, h_prev, c_prev, c, carry, dxw_out, dhw_out):
+def gru_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
     r, z, n, h_n = acts.chunk(4, 1)
     dh = dh + carry  # the next step's direct path, z * h_prev
     dn = dh * (1 - z) * (1 - n * n)
     dz = dh * (h_prev - n) * z * (1 - z)
     dr = dn * h_n * r * (1 - r)
-    dxw_out.copy_(torch.cat([dr, dz, dn], 1))
-    dhw_out.copy_(torch.cat([dr, dz, dn * r], 1))
+    put(dpre_out, dr, dz, dn)
+    put(dhw_out, dr, dz, dn * r)
     carry.copy_(dh * z)
 
 
-def rnn_tanh_step(xw, hw, b_ih, b_hh, h_prev, c_prev, h_out, c_out, acts_out):
-    h_out.copy_((xw.float() + hw.float() + b_ih + b_hh).tanh())
+def rnn_tanh_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
+    h = tanh(pre.float())
+    h_out.copy_(h)
+    hx_out.copy_(h)
 
 
-def rnn_tanh_step_back(dh, acts, h, c_prev, c, carry, dxw_out, dhw_out):
-    dxw_out.copy_(dh * (1 - h * h))
+def rnn_tanh_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dpre_out.copy_(dh * (1 - h * h))
 
 
-def rnn_relu_step(xw, hw, b_ih, b_hh, h_prev, c_prev, h_out, c_out, acts_out):
-    h_out.copy_((xw.float() + hw.float() + b_ih + b_hh).relu())
+def rnn_relu_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
+    h = pre.float().relu()
+    h_out.copy_(h)
+    hx_out.copy_(h)
 
 
-def rnn_relu_step_back(dh, acts, h, c_prev, c, carry, dxw_out, dhw_out):
-    dxw_out.copy_(dh * (h > 0))
+def rnn_relu_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dpre_out.copy_(dh * (h > 0))
 
 
 @dataclass(frozen=True)
 class CellKind:
     gates: int  # G: gate blocks of H rows in weight_ih / weight_hh
-    saved: int  # activations saved per step, in units of H (0: h itself suffices)
+    saved: int  # activations saved per step, in units of H
     has_c: bool  # an LSTM cell state
-    split_hw: bool  # the gradient of hw differs from that of xw (GRU)
+    split: bool  # GRU: the recurrent matmul is separate (r scales it) and has its own gradient
     step: Callable
     step_back: Callable
-    back_reads_h: bool = False  # step_back wants h_t (not h_prev) in its h slot
 
 
 CELL_KINDS: dict[str, CellKind] = {
     "LSTM": CellKind(4, 4, True, False, lstm_step, lstm_step_back),
     "GRU": CellKind(3, 4, False, True, gru_step, gru_step_back),
-    "RNN_TANH": CellKind(1, 0, False, False, rnn_tanh_step, rnn_tanh_step_back, back_reads_h=True),
-    "RNN_RELU": CellKind(1, 0, False, False, rnn_relu_step, rnn_relu_step_back, back_reads_h=True),
+    "RNN_TANH": CellKind(1, 0, False, False, rnn_tanh_step, rnn_tanh_step_back),
+    "RNN_RELU": CellKind(1, 0, False, False, rnn_relu_step, rnn_relu_step_back),
 }
 
 
 class Kernels:
-    """The step kernels of one cell kind, compiled once per process (or left eager)."""
+    """The step kernels of one cell kind, compiled (lazily, on first call) or eager."""
 
     def __init__(self, kind: CellKind, compiled: bool):
         wrap = (lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if compiled else (lambda f: f)
@@ -141,96 +165,159 @@ class Kernels:
 
 
 # -- one layer, both directions, forward and backward ----------------------------------
-def _direction_steps(d: int, T: int) -> range:
+@dataclass(frozen=True)
+class Layout:
+    """Columns of the per-step matmul input ``xh`` (T+2, B, C); time t is slot t+1.
+
+    One direction: ``[x | 1 | h_fwd]``; two: ``[h_bwd | x | 1 | h_fwd]``. Slot t+1
+    holds x_t and the h each direction had before step t (h_{t-1} forward, h_{t+1}
+    backward), so one matmul per step reads ``[x_t, 1, h_{t-1}]`` against
+    ``[W_ih | b | W_hh]`` (the backward direction ``[h_{t+1}, x_t, 1]`` against
+    ``[W_hh | W_ih | b]``), and after the loop one matmul per direction,
+    ``dpre^T @ xh``, gives every weight and bias gradient at once.
+    """
+
+    D: int
+    F: int
+    H: int
+
+    @property
+    def x0(self) -> int:
+        return self.H if self.D == 2 else 0
+
+    @property
+    def one(self) -> int:  # the column of ones
+        return self.x0 + self.F
+
+    @property
+    def width(self) -> int:
+        return self.one + 1 + self.H
+
+    def cols(self, d: int) -> slice:
+        """The matmul input columns of direction d."""
+        return slice(self.x0, self.width) if d == 0 else slice(0, self.one + 1)
+
+    def h_cols(self, d: int) -> slice:
+        return slice(self.one + 1, self.width) if d == 0 else slice(0, self.H)
+
+    def h_slot(self, d: int, t: int) -> int:
+        """Where direction d writes its h_t: the slot of the step that reads it next."""
+        return t + 2 if d == 0 else t
+
+    def joined(self, d: int, w_ih: Tensor, w_hh: Tensor, b: Tensor) -> Tensor:
+        """The weights in direction d's column order: (G*H, F+1+H)."""
+        parts = [w_ih, b[:, None], w_hh] if d == 0 else [w_hh, w_ih, b[:, None]]
+        return torch.cat(parts, 1)
+
+    def split(self, d: int, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """A gradient in direction d's column order back to ``(d_w_ih, d_b, d_w_hh)``."""
+        F, H = self.F, self.H
+        if d == 0:
+            return grad[:, :F], grad[:, F], grad[:, F + 1 :]
+        return grad[:, H : H + F], grad[:, H + F], grad[:, :H]
+
+
+def _steps(d: int, T: int) -> range:
     return range(T) if d == 0 else range(T - 1, -1, -1)
 
 
 class _RecurrentLayer(torch.autograd.Function):
     """One layer (one or two directions) over time-major ``x`` (T, B, F) from zero state.
 
-    Returns ``out`` (T, B, D*H), float32; the forward direction in ``[..., :H]``.
+    Returns ``out`` (T, B, D*H), float32, the forward direction in ``[..., :H]``.
     """
 
     @staticmethod
     def forward(ctx, kind: CellKind, kernels: Kernels, dtype: torch.dtype, x: Tensor, *weights: Tensor):
         D = len(weights) // 4
-        w_ih = [weights[4 * d] for d in range(D)]  # (G*H, F) each
-        w_hh = [weights[4 * d + 1] for d in range(D)]  # (G*H, H)
-        b_ih = [weights[4 * d + 2] for d in range(D)]  # (G*H,)
-        b_hh = [weights[4 * d + 3] for d in range(D)]
+        w_ih, w_hh, b_ih, b_hh = (weights[k::4] for k in range(4))  # per direction
         T, B, F = x.shape
         H = w_hh[0].shape[1]
-        GH = kind.gates * H
-        w_ih_all = torch.cat(w_ih).to(dtype)  # (D*G*H, F)
-        w_hh_t = [w.to(dtype).t() for w in w_hh]  # (H, G*H)
-        x_lp = x.to(dtype)
-        xw = torch.mm(x_lp.reshape(T * B, F), w_ih_all.t()).view(T, B, D * GH)  # all steps, all directions
+        GH, A, lay = kind.gates * H, kind.saved * H, Layout(D, F, H)
+        xh = x.new_empty(T + 2, B, lay.width, dtype=dtype)
+        xh[1 : T + 1, :, lay.x0 : lay.one] = x
+        xh[1 : T + 1, :, lay.one] = 1
+        xh[1, :, lay.h_cols(0)] = 0  # h before the first forward step
+        if D == 2:
+            xh[T, :, lay.h_cols(1)] = 0  # h before the first backward step
+        if kind.split:  # GRU: input part for all steps at once; the recurrent part per step
+            w_x = torch.cat([torch.cat([w_ih[d], b_ih[d][:, None]], 1) for d in range(D)]).to(dtype)
+            pre_all = torch.mm(xh[1 : T + 1, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1), w_x.t())
+            pre_all = pre_all.view(T, B, D * GH)
+            w_step = [w.to(dtype).t() for w in w_hh]  # (H, G*H)
+        else:
+            w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t() for d in range(D)]
         out = x.new_empty(T, B, D * H, dtype=torch.float32)
         c = x.new_empty(T, B, D * H, dtype=torch.float32) if kind.has_c else None
-        acts = x.new_empty(T, B, D * kind.saved * H, dtype=torch.float32) if kind.saved else None
-        zero = x.new_zeros(B, D * H, dtype=torch.float32)  # the initial h and c, strided like out[t]
+        acts = x.new_empty(T, B, D * A, dtype=torch.float32) if A else None
+        zero = x.new_zeros(B, D * H, dtype=torch.float32)  # h and c before the first step
         for d in range(D):
-            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * kind.saved * H, (d + 1) * kind.saved * H)
+            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
             h_prev, c_prev = zero[:, hs], zero[:, hs]
-            for t in _direction_steps(d, T):
-                hw = torch.mm(h_prev.to(dtype), w_hh_t[d])  # (B, G*H)
-                kernels.step(xw[t, :, gs], hw, b_ih[d], b_hh[d], h_prev, c_prev, out[t, :, hs],
-                             c[t, :, hs] if c is not None else None,
-                             acts[t, :, ss] if acts is not None else None)
-                h_prev = out[t, :, hs]
-                c_prev = c[t, :, hs] if c is not None else None
-        ctx.kind, ctx.kernels, ctx.dtype, ctx.sizes = kind, kernels, dtype, (D, T, B, F, H)
-        ctx.save_for_backward(x_lp, out, c, acts, w_ih_all, *w_hh)
+            for t in _steps(d, T):
+                if kind.split:
+                    pre, hw = pre_all[t, :, gs], torch.mm(xh[t + 1, :, lay.h_cols(d)], w_step[d])
+                else:
+                    pre, hw = torch.mm(xh[t + 1, :, lay.cols(d)], w_step[d]), None
+                kernels.step(pre, hw, b_hh[d] if kind.split else None, h_prev, c_prev,
+                             out[t, :, hs], xh[lay.h_slot(d, t), :, lay.h_cols(d)],
+                             c[t, :, hs] if c is not None else None, acts[t, :, ss] if A else None)
+                h_prev, c_prev = out[t, :, hs], (c[t, :, hs] if c is not None else None)
+        ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T = kind, kernels, dtype, lay, T
+        ctx.save_for_backward(xh, out, c, acts, *w_ih, *w_hh)
         return out
 
     @staticmethod
     def backward(ctx, dout: Tensor):
-        kind, kernels, dtype = ctx.kind, ctx.kernels, ctx.dtype
-        D, T, B, F, H = ctx.sizes
-        x_lp, out, c, acts, w_ih_all, *w_hh = ctx.saved_tensors
-        GH = kind.gates * H
-        w_hh_lp = [w.to(dtype) for w in w_hh]  # (G*H, H)
+        kind, kernels, dtype, lay, T = ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T
+        xh, out, c, acts, *ws = ctx.saved_tensors
+        D, F, H = lay.D, lay.F, lay.H
+        w_ih, w_hh = ws[:D], ws[D:]
+        B, GH, A = out.shape[1], kind.gates * H, kind.saved * H
+        w_back = [w.to(dtype) for w in w_hh]  # (G*H, H)
         dout = dout.float().contiguous()
-        dxw = out.new_empty(T, B, D * GH)
-        dhw = out.new_empty(T, B, D * GH) if kind.split_hw else dxw
+        dpre = out.new_empty(T, B, D * GH)
+        dhw = out.new_empty(T, B, D * GH) if kind.split else dpre  # what multiplies W_hh
         zero = out.new_zeros(B, D * H)
         for d in range(D):
-            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * kind.saved * H, (d + 1) * kind.saved * H)
-            steps = list(_direction_steps(d, T))
+            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
+            steps = list(_steps(d, T))
             carry = out.new_zeros(B, H)
-            for k in range(len(steps) - 1, -1, -1):
-                t = steps[k]
-                prev = steps[k - 1] if k > 0 else None
-                if k == len(steps) - 1:
+            for k in range(T - 1, -1, -1):
+                t, prev = steps[k], (steps[k - 1] if k > 0 else None)
+                if k == T - 1:
                     dh = dout[t, :, hs]
-                else:  # the gradient through h_t's use in the next step, plus its own output's
-                    later = steps[k + 1]
-                    if dtype == torch.float32:
-                        dh = torch.addmm(dout[t, :, hs], dhw[later, :, gs], w_hh_lp[d])
-                    else:
-                        dh = dout[t, :, hs] + torch.mm(dhw[later, :, gs].to(dtype), w_hh_lp[d])
-                h_prev = out[prev, :, hs] if prev is not None else zero[:, hs]
-                c_prev = (c[prev, :, hs] if prev is not None else zero[:, hs]) if c is not None else None
-                kernels.step_back(dh, acts[t, :, ss] if acts is not None else None,
-                                  out[t, :, hs] if kind.back_reads_h else h_prev, c_prev,
+                elif dtype == torch.float32:  # through h_t's use in the next step, plus its own output
+                    dh = torch.addmm(dout[t, :, hs], dhw[steps[k + 1], :, gs], w_back[d])
+                else:
+                    dh = dout[t, :, hs] + torch.mm(dhw[steps[k + 1], :, gs].to(dtype), w_back[d])
+                kernels.step_back(dh, acts[t, :, ss] if A else None, out[t, :, hs],
+                                  out[prev, :, hs] if prev is not None else zero[:, hs],
+                                  (c[prev, :, hs] if prev is not None else zero[:, hs]) if c is not None else None,
                                   c[t, :, hs] if c is not None else None, carry,
-                                  dxw[t, :, gs], dhw[t, :, gs] if kind.split_hw else None)
-        grads: list[Tensor | None] = []
-        dxw_lp = dxw.to(dtype).view(T * B, D * GH)
-        dhw_lp = dhw.to(dtype) if kind.split_hw else dxw_lp.view(T, B, D * GH)
-        d_w_ih_all = torch.mm(dxw_lp.t(), x_lp.reshape(T * B, F)).float()  # (D*G*H, F)
-        d_b_ih_all = dxw.sum((0, 1))
-        d_b_hh_all = dhw.sum((0, 1)) if kind.split_hw else d_b_ih_all
-        for d in range(D):
-            hs, gs = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH)
-            # step t's recurrent input is h of the step before it: t-1 forward, t+1 backward
-            dhw_d = dhw_lp[1:, :, gs] if d == 0 else dhw_lp[:-1, :, gs]
-            h_prev = out[:-1, :, hs] if d == 0 else out[1:, :, hs]
-            d_w_hh = torch.mm(dhw_d.reshape(-1, GH).t(), h_prev.to(dtype).reshape(-1, H)).float()
-            grads += [d_w_ih_all[gs], d_w_hh, d_b_ih_all[gs], d_b_hh_all[gs]]
+                                  dpre[t, :, gs], dhw[t, :, gs] if kind.split else None)
+        steps_in = xh[1 : T + 1]  # (T, B, C): every step's matmul input
+        dpre_lp = dpre.to(dtype)
+        grads: list[Tensor] = []
+        if kind.split:  # GRU: [x, 1] against the input gradients, h against the recurrent ones
+            g_x = torch.mm(dpre_lp.view(T * B, D * GH).t(), steps_in[:, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1)).float()
+            dhw_lp = dhw.to(dtype)
+            for d in range(D):
+                gs = slice(d * GH, (d + 1) * GH)
+                g_h = torch.mm(dhw_lp[:, :, gs].reshape(T * B, GH).t(), steps_in[:, :, lay.h_cols(d)].reshape(T * B, H))
+                grads += [g_x[gs, :F], g_h.float(), g_x[gs, F], dhw[:, :, gs].sum((0, 1))]
+        else:
+            for d in range(D):
+                gs = slice(d * GH, (d + 1) * GH)
+                cols = lay.cols(d)
+                g = torch.mm(dpre_lp[:, :, gs].reshape(T * B, GH).t(),
+                             steps_in[:, :, cols].reshape(T * B, cols.stop - cols.start)).float()
+                d_w_ih, d_b, d_w_hh = lay.split(d, g)
+                grads += [d_w_ih, d_w_hh, d_b, d_b]
         dx = None
         if ctx.needs_input_grad[3]:
-            dx = torch.mm(dxw_lp, w_ih_all).view(T, B, F).float()
+            dx = torch.mm(dpre_lp.view(T * B, D * GH), torch.cat(w_ih).to(dtype)).view(T, B, F).float()
+        # autograd wants the gradients in the order the weights came: per direction w_ih, w_hh, b_ih, b_hh
         return (None, None, None, dx, *grads)
 
 
@@ -288,6 +375,10 @@ def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, l
 _KERNELS: dict[str, Kernels | None] = {}  # compiled kernels per cell mode, once per process
 
 
+def error_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:160]
+
+
 def warn(message: str) -> None:
     sys.stderr.write(f"rnnlab: warning: {message}\n")
 
@@ -302,20 +393,16 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, log: Callable[[str], No
         return None
     else:
         kernels = Kernels(CELL_KINDS[mode], compiled=True)
-    key = (mode, dtype, rnn.bidirectional)
+    key = (mode, dtype, rnn.bidirectional, rnn.hidden_size)  # the kernels specialise on H
     if key in _WARMED:
         return kernels
     started = time.perf_counter()
     try:  # a tiny forward and backward compiles every kernel this model will call
-        probe = type(rnn)(rnn.input_size, rnn.hidden_size, num_layers=1, bidirectional=rnn.bidirectional,
-                          batch_first=True, **({"nonlinearity": rnn.nonlinearity} if mode.startswith("RNN") else {}))
-        x = torch.randn(5, 3, rnn.input_size, requires_grad=True)
-        out, h_n = compiled_forward(probe, x, kernels, dtype)
-        (out.sum() + h_n.sum()).backward()
+        with torch.random.fork_rng(devices=[]):  # without drawing from training's random stream
+            _probe(rnn, kernels, dtype)
     except Exception as err:  # any compiler failure means: use stock
         _KERNELS[mode] = None
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        warn(f"torch.compile failed for {mode} ({type(err).__name__}: {first}); using the stock backend")
+        warn(f"torch.compile failed for {mode} ({type(err).__name__}: {error_line(err)}); using the stock backend")
         return None
     _KERNELS[mode] = kernels
     _WARMED.add(key)
@@ -324,6 +411,14 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, log: Callable[[str], No
 
 
 _WARMED: set = set()
+
+
+def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype) -> None:
+    extra = {"nonlinearity": rnn.nonlinearity} if rnn.mode.startswith("RNN") else {}
+    probe = type(rnn)(rnn.input_size, rnn.hidden_size, bidirectional=rnn.bidirectional, batch_first=True, **extra)
+    x = torch.randn(5, 3, rnn.input_size, requires_grad=True)  # (B, T, F), small but not 1
+    out, h_n = compiled_forward(probe, x, kernels, dtype)
+    (out.sum() + h_n.sum()).backward()
 
 
 def _stderr(message: str) -> None:
@@ -348,7 +443,11 @@ class RecurrentRunner:
 
     def __call__(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None, stock: Callable):
         if lengths is None and self.resolve(rnn, x) == "compiled":
-            return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
+            try:
+                return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
+            except Exception as err:  # a recompile for a new shape failed: stock from here on
+                warn(f"the compiled backend failed ({type(err).__name__}: {error_line(err)}); using stock")
+                self.resolved = "stock"
         with self.autocast():
             out, h_n = stock(rnn, x, lengths)
         return out.float(), h_n.float()

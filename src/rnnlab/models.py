@@ -74,8 +74,17 @@ def run_recurrent(rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None):
     """Run ``rnn`` over ``x`` (B, T, F); with ``lengths`` (B,) the padding is skipped.
 
     Returns ``(outputs (B, T, D*H), h_n (L*D, B, H))``; outputs past a sequence's
-    length are zero.
+    length are zero. A runner attached by :func:`rnnlab.backends.use_backend`
+    (a faster backend, bfloat16) takes over the call when present.
     """
+    runner = rnn.__dict__.get("rnnlab_runner")
+    if runner is not None:
+        return runner(rnn, x, lengths, stock_recurrent)
+    return stock_recurrent(rnn, x, lengths)
+
+
+def stock_recurrent(rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None):
+    """:func:`run_recurrent` by the ``nn.*`` module itself."""
     if lengths is None:
         out, h_n = rnn(x)
         return out, final_hidden(h_n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from rnnlab.backends import BACKENDS, PRECISIONS
 from rnnlab.models import CELLS, ModelConfig
 from rnnlab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -35,6 +36,11 @@ def add_optim_options(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
     g.add_argument("--clip", type=float, default=d.clip, help="clip the global gradient norm to this (off when unset)")
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule, stepped every batch")
     g.add_argument("--seed", type=int, default=d.seed, help="seed for weights, data order and generated data")
+    g.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: compiled "
+                        "for full-length batches of a long enough run (docs/benchmarks.md)")
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="bf16: bfloat16 matmuls (autocast), float32 weights and cell state")
 
 
 def add_output_options(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -60,6 +66,8 @@ def model_config_from_args(args: argparse.Namespace, input_size: int, num_output
 
 def train_config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     values = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                  weight_decay=args.weight_decay, clip=args.clip, schedule=args.schedule, seed=args.seed)
+                  weight_decay=args.weight_decay, clip=args.clip, schedule=args.schedule, seed=args.seed,
+                  backend=getattr(args, "backend", TrainConfig.backend),
+                  precision=getattr(args, "precision", TrainConfig.precision))
     values.update(overrides)
     return TrainConfig(**values)

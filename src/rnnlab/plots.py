@@ -152,3 +152,82 @@ def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
     except UserError:
         return None
     return arrays.test_images.numpy()
+
+
+# -- report figures: several runs on one plot (rnnlab report) -------------------------
+Series = tuple[str, Sequence[float], Sequence[float]]  # (legend label, x values, y values)
+
+
+def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str, title: str,
+               dashed: Sequence[Series] = (), log_x: bool = False, ylim: tuple[float, float] | None = None,
+               integer_x: bool = False) -> Path:
+    """One solid line per series; ``dashed`` series (e.g. the reference's curves) take the
+    colour of the solid series with the same label prefix, or the next free colour."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    colours: dict[str, str] = {}
+    for label, xs, ys in series:
+        (line,) = ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
+        colours[label] = line.get_color()
+    for label, xs, ys in dashed:
+        colour = next((c for name, c in colours.items() if label.startswith(name)), None)
+        ax.plot(list(xs), list(ys), ls="--", marker="x", ms=3, lw=1, color=colour, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if log_x:
+        ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if integer_x:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    if series or dashed:
+        ax.legend(fontsize=7, ncol=2 if len(series) + len(dashed) > 6 else 1)
+    return save(fig, path)
+
+
+def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path, *, xlabel: str,
+                     ylabel: str, title: str, ylim: tuple[float, float] | None = None,
+                     log_x: bool = False) -> Path:
+    """Side-by-side panels sharing axes labels: (panel title, series) each."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (panel_title, series) in zip(axes[0], panels, strict=True):
+        for label, xs, ys in series:
+            ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        if log_x:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def draw_sequence_examples(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
+    """Digit sequences with the recalled position in [ ], the truth and the prediction.
+
+    ``rows``: dicts with ``sequence`` (digits), ``label``, ``prediction`` and optionally
+    ``probability``; wrong predictions in red.
+    """
+    cells = [[" ".join(f"[{d}]" if i == k else str(d) for i, d in enumerate(r["sequence"])),
+              str(len(r["sequence"])), str(r["label"]), str(r["prediction"]),
+              f"{r['probability']:.2f}" if r.get("probability") is not None else ""] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * (len(rows) + 1) + 0.4))
+    ax.axis("off")
+    table = ax.table(cellText=cells or [[""] * 5], colLabels=[f"sequence (position K={k} in [ ])", "length",
+                                                                 "true digit", "predicted", "p"],
+                     cellLoc="center", colWidths=[0.5, 0.12, 0.13, 0.13, 0.12], bbox=[0, 0, 1, 1])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for i, r in enumerate(rows, start=1):
+        if r["prediction"] != r["label"]:
+            for j in range(5):
+                table[i, j].set_text_props(color="red")
+    ax.set_title(title, fontsize=9)
+    return save(fig, path)

@@ -154,6 +154,13 @@ class RunRecord:
         return load_checkpoint_file(self.checkpoint_dir / f"{name}.pt")
 
 
+def error_detail(err: BaseException, limit: int = 200) -> str:
+    """The informative line of a (often multi-line) library error, for a one-line message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.endswith(":")]  # skip "Error(s) in loading ...:"
+    return ((useful or lines or [type(err).__name__])[0])[:limit]
+
+
 def load_checkpoint_file(path: Path) -> dict:
     """Load with ``weights_only=True``: tensors and plain containers only, no code runs.
 

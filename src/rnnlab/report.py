@@ -1,11 +1,835 @@
-"""``rnnlab report RUNS_DIR``: the report, written from run records only."""
+"""``rnnlab report RUNS_DIR``: the report, written from run records only.
+
+Reads ``reproduce.json`` (the experiments, the reference's numbers, the flaws) and
+each run's record (config.json, metrics.jsonl, summary.json, test_predictions.csv,
+examples.json); writes ``report.md`` with ``figures/*.png`` beside it, and a
+self-contained ``report.html`` (figures embedded). No number is typed in here: a
+run that is not finished shows as "missing".
+"""
 
 from __future__ import annotations
+
+import argparse
+import base64
+import html
+import itertools
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import UserError
+from rnnlab.fileio import atomic_write_text
+from rnnlab.records import RunRecord
+
+MISSING = "missing"
+NOT_REPORTED = "not reported"
+ADDITION_REFERENCE_LENGTHS = 20  # the exercise averaged bit accuracy over L = 1..20
+
+
+# -- metrics read from records ---------------------------------------------------------
+def headline(task: str, summary: dict) -> tuple[str, float]:
+    """(name, value in percent) of the number a task's table compares."""
+    test = summary["test"]
+    if task == "addition":
+        rows = [r for r in test.get("by_length", []) if r["length"] <= ADDITION_REFERENCE_LENGTHS]
+        if rows:
+            return "mean bit accuracy over L = 1..20", 100 * statistics.fmean(r["bit_accuracy"] for r in rows)
+        return "mean bit accuracy", 100 * test["bit_accuracy_mean"]
+    return "test accuracy", 100 * test["accuracy"]
+
+
+def binomial_se(percent: float, n: int) -> float:
+    """Standard error, in points, of an accuracy measured on ``n`` independent items."""
+    p = percent / 100
+    return 100 * math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
+
+
+@dataclass
+class Run:
+    seed: int
+    path: Path
+    config: dict | None = None
+    metrics: list[dict] = field(default_factory=list)
+    summary: dict | None = None  # None: not finished (or unreadable)
+    problem: str = ""
+
+    @property
+    def record(self) -> RunRecord:
+        return RunRecord(self.path)
+
+    @property
+    def done(self) -> bool:
+        return self.summary is not None
+
+
+@dataclass
+class Exp:
+    info: dict  # this experiment's entry of reproduce.json
+    runs: list[Run]
+
+    def __getattr__(self, key: str) -> Any:  # exp.task, exp.name, exp.label, ...
+        try:
+            return self.info[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def done(self) -> list[Run]:
+        return [r for r in self.runs if r.done]
+
+    def values(self) -> list[float]:
+        return [headline(self.task, r.summary)[1] for r in self.done]
+
+    def first(self) -> Run | None:
+        return self.done[0] if self.done else None
+
+
+def read_run(out: Path, relative: str, seed: int) -> Run:
+    run = Run(seed, out / relative)
+    record = RunRecord(run.path)
+    try:
+        if (run.path / "config.json").is_file():
+            run.config = record.config()
+        run.metrics = record.metrics()
+        if record.is_complete:
+            run.summary = record.summary()
+    except UserError as err:
+        run.summary, run.problem = None, str(err)
+    return run
+
+
+def load_manifest(out: Path) -> dict:
+    path = out / "reproduce.json"
+    if not path.is_file():
+        raise UserError(f"{out} has no reproduce.json; run `rnnlab reproduce --out {out}` first")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({err}); run `rnnlab reproduce` again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("experiments"), list):
+        raise UserError(f"{path} is not an rnnlab reproduce.json (no experiment list)")
+    return manifest
+
+
+def load_experiments(out: Path, manifest: dict) -> list[Exp]:
+    experiments = []
+    for info in manifest["experiments"]:
+        seeds = info.get("seeds") or [int(p.rsplit("seed-", 1)[-1]) for p in info["runs"]]
+        experiments.append(Exp(info, [read_run(out, rel, seed) for rel, seed in zip(info["runs"], seeds, strict=True)]))
+    return experiments
+
+
+# -- a tiny document model, rendered to Markdown and to HTML ---------------------------
+@dataclass
+class Doc:
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: Sequence[str]) -> None:
+        if items:
+            self.blocks.append(("ul", list(items)))
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> None:
+        self.blocks.append(("table", list(header), [list(r) for r in rows], set(right)))
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None:
+            self.blocks.append(("p", f"Figure not drawn: {caption} (no finished runs to draw it from)."))
+        else:
+            self.blocks.append(("fig", path, caption))
+
+
+def render_markdown(doc: Doc, base: Path) -> str:
+    lines: list[str] = []
+    for block in doc.blocks:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            _, header, rows, right = block
+            cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+            lines.append("| " + " | ".join(cell(h) for h in header) + " |")
+            lines.append("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "fig":
+            lines += [f"![{block[2]}]({block[1].relative_to(base).as_posix()})", "", f"*{block[2]}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { border-bottom: 2px solid #ccc; } h2 { border-bottom: 1px solid #ddd; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; } th { background: #f3f3f3; }
+td.r { text-align: right; font-variant-numeric: tabular-nums; }
+td.missing { color: #b00; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 13px; color: #555; }
+"""
+
+
+def render_html(doc: Doc, title: str) -> str:
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+             f"</title><style>{CSS}</style></head><body>"]
+    for block in doc.blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            parts.append(f"<p>{html.escape(block[1])}</p>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            _, header, rows, right = block
+            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+            body = []
+            for row in rows:
+                cells = []
+                for i, c in enumerate(row):
+                    classes = " ".join(k for k, on in (("r", i in right), ("missing", MISSING in str(c))) if on)
+                    cells.append(f"<td class=\"{classes}\">{html.escape(str(c))}</td>" if classes
+                                 else f"<td>{html.escape(str(c))}</td>")
+                body.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        elif kind == "fig":
+            data = base64.b64encode(block[1].read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt=\"{html.escape(block[2])}\" src=\"data:image/png;base64,{data}\">"
+                         f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# -- formatting ------------------------------------------------------------------------
+def pct(value: float | None, missing: str = MISSING) -> str:
+    return missing if value is None else f"{value:.2f}"
+
+
+def signed(value: float | None, missing: str = MISSING) -> str:
+    return missing if value is None else f"{value:+.2f}"
+
+
+def mean_std(values: Sequence[float], expected: int) -> str:
+    if not values:
+        return MISSING
+    n = f"n={len(values)}" + (f" of {expected}" if len(values) < expected else "")
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {std:.2f} ({n})"
+
+
+def difference(value: float | None, ref: float | None, ran: bool) -> str:
+    if ref is None:
+        return NOT_REPORTED
+    return signed(value - ref) if value is not None else (MISSING if ran else "—")
+
+
+def seconds(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.1f}"
+
+
+# -- the report --------------------------------------------------------------------------
+class Report:
+    def __init__(self, out: Path, manifest: dict, experiments: list[Exp], data_dir: str | None):
+        self.out, self.manifest, self.experiments, self.data_dir = out, manifest, experiments, data_dir
+        self.figures = out / "figures"
+        self.doc = Doc()
+
+    # lookups
+    def find(self, profile: str, task: str, name: str) -> Exp | None:
+        return next((e for e in self.experiments if (e.profile, e.task, e.name) == (profile, task, name)), None)
+
+    def of(self, task: str, profile: str | None = None, role: str | None = "main") -> list[Exp]:
+        return [e for e in self.experiments if e.task == task and (profile is None or e.profile == profile)
+                and (role is None or e.info.get("role", "main") == role)]
+
+    def value(self, exp: Exp | None) -> float | None:
+        """The first finished seed's headline number (reference-settings runs have one seed)."""
+        run = exp.first() if exp else None
+        return headline(exp.task, run.summary)[1] if run else None
+
+    def fig(self, name: str, draw: Callable[[Path], Path | None], caption: str) -> None:
+        try:
+            path = draw(self.figures / name)
+        except (KeyError, ValueError, TypeError, IndexError, UserError) as err:  # a record without a field
+            self.doc.p(f"Figure not drawn: {caption} ({type(err).__name__}: {err}).")
+            return
+        self.doc.figure(path, caption)
+
+    # -- sections --------------------------------------------------------------------
+    def build(self) -> Doc:
+        d = self.doc
+        d.h(1, "rnnlab: reproduction of the recurrent-networks exercise")
+        profiles = sorted({e.profile for e in self.experiments})
+        runs = [r for e in self.experiments for r in e.runs]
+        finished = sum(r.done for r in runs)
+        d.p(f"Profiles: {', '.join(profiles) or 'none'}. Runs finished: {finished} of {len(runs)}. "
+            "Every number below is read from the run records under runs/; the reference column is "
+            "the exercise's reported result (../shared/spec/assignment.md). Accuracies are in percent; "
+            "differences are rnnlab minus reference, in points.")
+        if any(e.info.get("quick") for e in self.experiments):
+            d.p("This is a --quick reproduction: every configuration ran on a tiny budget (a few "
+                "thousand images, two epochs), so its numbers only show that everything runs; they are "
+                "not comparable with the reference. Run `rnnlab reproduce --profile reference` for the "
+                "real comparison.")
+        if finished < len(runs):
+            d.p(f"{len(runs) - finished} run(s) are not finished and show as \"missing\"; run the same "
+                "`rnnlab reproduce` command again to complete them (finished runs are reused).")
+        self.mnist()
+        self.recall()
+        self.addition()
+        self.flaws()
+        self.environment()
+        self.settings()
+        return d
+
+    def comparison_table(self, task: str, first_column: str) -> list[tuple[Exp | None, Exp | None, float | None, float | None]]:
+        """The task's table: reference, reference settings, tuned (mean ± std), differences."""
+        names = list(dict.fromkeys(e.name for e in self.of(task)))
+        rows, result = [], []
+        for name in names:
+            ref_exp, tuned_exp = self.find("reference", task, name), self.find("tuned", task, name)
+            info = (ref_exp or tuned_exp).info
+            ref = info.get("reference")
+            mine = self.value(ref_exp)
+            tuned_values = tuned_exp.values() if tuned_exp else []
+            tuned_mean = statistics.fmean(tuned_values) if tuned_values else None
+            target = tuned_exp.info.get("target") if tuned_exp else None
+            label = (ref_exp or tuned_exp).label
+            rows.append([label, pct(ref, NOT_REPORTED),
+                         pct(mine) if ref_exp else "not run", difference(mine, ref, ref_exp is not None),
+                         mean_std(tuned_values, len(tuned_exp.runs)) if tuned_exp else "not run",
+                         difference(tuned_mean, ref, tuned_exp is not None),
+                         pct(target, "—") if tuned_exp else "—"])
+            result.append((ref_exp, tuned_exp, mine, tuned_mean))
+        self.doc.table([first_column, "reference", "rnnlab, reference settings", "difference",
+                        "rnnlab tuned (mean ± std over seeds)", "difference", "tuned target"],
+                       rows, right=range(1, 7))
+        return result
+
+    def below_reference(self, rows) -> None:
+        """Say plainly where a reference-settings number is below the reference, and why."""
+        below = [r for r in rows if r[0] is not None and r[2] is not None
+                 and r[0].info.get("reference") is not None and r[2] < r[0].info["reference"]]
+        if below and all(r[0].info.get("quick") for r in below):
+            self.doc.p(f"Below the reference with the reference's settings: {', '.join(r[0].label for r in below)}. "
+                       "These are --quick runs (a tiny budget): the gaps say nothing about the method.")
+            return
+        notes = []
+        for ref_exp, _tuned, mine, tuned_mean in rows:
+            if ref_exp is None or mine is None or ref_exp.info.get("reference") is None:
+                continue
+            ref = ref_exp.info["reference"]
+            if mine >= ref:
+                continue
+            run = ref_exp.first()
+            n = run.summary["test"].get("examples") or run.summary["test"].get("pairs") or 0
+            se = binomial_se(mine, n) if ref_exp.task != "addition" else math.nan
+            text = (f"{ref_exp.label}: rnnlab with the reference's settings scored {mine:.2f}%, "
+                    f"{ref - mine:.2f} points below the reference's {ref:.2f}%.")
+            if ref_exp.info.get("quick"):
+                text += " This is a --quick run (tiny budget): the gap says nothing about the method."
+            elif not math.isnan(se):
+                text += (f" One run is one draw: on a test set of {n:,} items an accuracy near "
+                         f"{mine:.1f}% has a standard error of about {se:.2f} points (sqrt(p(1-p)/n)), "
+                         f"so the gap is {(ref - mine) / se:.1f} standard errors")
+                text += (", within the noise of one seed and one test set." if (ref - mine) <= 2 * se else
+                         "; beyond test-set noise alone, so the seed (initialisation, data order) and the "
+                         "reference's own single run also matter: the reference reported one seed, and "
+                         "rnnlab scores the best-validation epoch rather than the last one.")
+            else:
+                text += (" The exercise's number is one seed's average over 20 lengths; rnnlab's per-length "
+                         "curves below show where the difference comes from.")
+            if tuned_mean is not None:
+                text += f" rnnlab's tuned recipe reaches {tuned_mean:.2f}% (mean over seeds)."
+            notes.append(text)
+        if notes:
+            self.doc.p("Where rnnlab with the reference's settings is below the reference:")
+            self.doc.ul(notes)
+
+    def main_runs(self, task: str, profile: str = "reference") -> list[tuple[str, RunRecord, Exp]]:
+        return [(e.label, e.first().record, e) for e in self.of(task, profile) if e.first()]
+
+    # Task 1 ------------------------------------------------------------------------------
+    def mnist(self) -> None:
+        from rnnlab import plots
+
+        if not self.of("mnist"):
+            return
+        d = self.doc
+        d.h(2, "Task 1: row-by-row MNIST")
+        sizes = sorted({r.summary["test"].get("examples") for e in self.of("mnist") for r in e.done} - {None})
+        d.p("Test accuracy (%) on " + (" / ".join(f"{n:,}" for n in sizes) if sizes else "the") +
+            " test images (best-validation weights); each image is read as 28 rows of 28 pixels.")
+        rows = self.comparison_table("mnist", "model")
+        self.below_reference(rows)
+
+        d.h(3, "Validation accuracy by epoch: rnnlab (reference settings) and the reference")
+        refs = [e for e in self.of("mnist", "reference")]
+        width = max([len(e.info.get("reference_curve") or []) for e in refs] +
+                    [len(e.first().metrics) for e in refs if e.first()] + [1])
+        table = []
+        for e in refs:
+            curve = e.info.get("reference_curve")
+            if curve:
+                table.append([e.label, "reference", *[pct(v) for v in curve], *[""] * (width - len(curve))])
+            metrics = e.runs[0].metrics if e.runs else []
+            values = [pct(100 * m["valid_accuracy"]) for m in metrics]
+            table.append([e.label, "rnnlab", *(values or [MISSING]),
+                          *[""] * (width - max(len(values), 1))])
+        d.table(["model", "source", *[f"epoch {i}" for i in range(1, width + 1)]], table, right=range(2, width + 2))
+
+        runs = self.main_runs("mnist")
+        series = lambda key, scale=1.0, src=runs: [(label, [m["epoch"] for m in r.metrics()],  # noqa: E731
+                                                    [scale * m[key] for m in r.metrics()]) for label, r, _ in src]
+        if runs:
+            self.fig("mnist_train_loss.png", lambda p: plots.draw_lines(
+                series("train_loss"), p, xlabel="epoch", ylabel="training loss (cross-entropy)",
+                title="Task 1: training loss by epoch (reference settings)", integer_x=True),
+                "Task 1: training loss against epoch, every model (reference settings)")
+            self.fig("mnist_valid_loss.png", lambda p: plots.draw_lines(
+                series("valid_loss"), p, xlabel="epoch", ylabel="validation loss (cross-entropy)",
+                title="Task 1: validation loss by epoch (reference settings)", integer_x=True),
+                "Task 1: validation loss against epoch, every model (reference settings)")
+            dashed = [(f"{e.label} (reference)", range(1, len(e.info["reference_curve"]) + 1),
+                       e.info["reference_curve"]) for _, _, e in runs if e.info.get("reference_curve")]
+            self.fig("mnist_valid_accuracy.png", lambda p: plots.draw_lines(
+                series("valid_accuracy", 100.0), p, dashed=dashed, xlabel="epoch",
+                ylabel="validation accuracy (%)", integer_x=True,
+                title="Task 1: validation accuracy by epoch (solid: rnnlab, dashed: reference)"),
+                "Task 1: validation accuracy against epoch, rnnlab (reference settings, solid) and the "
+                "reference's curves (dashed)")
+            self.fig("mnist_test_loss_per_batch.png", lambda p: plots.draw_lines(
+                [(label, range(1, len(r.summary()["test"]["batch_losses"]) + 1), r.summary()["test"]["batch_losses"])
+                 for label, r, _ in runs if r.summary()["test"].get("batch_losses")], p,
+                xlabel="test batch", ylabel="test loss (cross-entropy)", integer_x=True,
+                title="Task 1: test loss per batch (best-validation weights)"),
+                "Task 1: test loss per test batch, every model (reference settings)")
+            best_label, best, _ = max(runs, key=lambda t: t[1].summary()["test"]["accuracy"])
+            predictions = plots.read_predictions(best)
+            if predictions:
+                from rnnlab.tasks.mnist import CLASS_NAMES
+
+                dataset = best.config()["task_config"].get("dataset", "mnist")
+                names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
+                images = plots.load_test_images(dataset, self.data_dir)
+                if images is not None:
+                    self.fig("mnist_test_examples.png", lambda p: plots.draw_image_grid(
+                        images, predictions[:10], names, p,
+                        f"{best_label}: the first 10 test images, predicted and true label (wrong in red)"),
+                        f"Task 1: the first 10 test images with {best_label}'s prediction and the true label")
+                else:
+                    d.p("Figure not drawn: the row of test images (the MNIST test images were not found; "
+                        "pass --data-dir).")
+                self.fig("mnist_confusion.png", lambda p: plots.draw_confusion(
+                    plots.confusion_matrix(predictions, len(names)), names, p),
+                    f"Task 1 (new): test confusion matrix of {best_label} (reference settings), "
+                    "rows true, columns predicted")
+        else:
+            d.p("Figures not drawn: no finished Task 1 runs with reference settings.")
+        tuned = self.main_runs("mnist", "tuned")
+        if tuned:
+            self.fig("mnist_tuned_valid_accuracy.png", lambda p: plots.draw_lines(
+                series("valid_accuracy", 100.0, tuned), p, xlabel="epoch", ylabel="validation accuracy (%)",
+                integer_x=True, title="Task 1: validation accuracy by epoch, tuned recipe (first seed)"),
+                "Task 1 (new): validation accuracy against epoch, rnnlab's tuned recipe (first seed)")
+
+    # Task 2 ------------------------------------------------------------------------------
+    def recall(self) -> None:
+        from rnnlab import plots
+
+        if not self.of("recall"):
+            return
+        d = self.doc
+        d.h(2, "Task 2: recall the digit at position K")
+        k = self.of("recall")[0].info["task_config"].get("k", 1)
+        d.p(f"Test accuracy (%) of an LSTM reading random digit sequences (lengths 3..10) and "
+            f"answering the digit at zero-based position K = {k}. The reference reported only hidden 10.")
+        rows = self.comparison_table("recall", "model")
+        self.below_reference(rows)
+        sizes = sorted({(r.summary["test"].get("examples"), e.profile) for e in self.of("recall") for r in e.done
+                        if r.summary["test"].get("examples")}, key=str)
+        if sizes:
+            d.p("Test set sizes: " + "; ".join(f"{p} profile {n:,} sequences" for n, p in sizes) +
+                ". On 100 sequences one wrong answer is one point, and an accuracy near 80% has a standard "
+                f"error of about {binomial_se(80, 100):.0f} points, so the reference's 80% is a coarse number.")
+        runs = self.main_runs("recall")
+        if runs:
+            self.fig("recall_train_loss.png", lambda p: plots.draw_lines(
+                [(label, [m["epoch"] for m in r.metrics()], [m["train_loss"] for m in r.metrics()])
+                 for label, r, _ in runs], p, xlabel="epoch", ylabel="training loss (cross-entropy)",
+                integer_x=True, title="Task 2: training loss by epoch (reference settings)"),
+                "Task 2: training loss against epoch, one line per hidden size (reference settings)")
+            self.fig("recall_valid_accuracy.png", lambda p: plots.draw_lines(
+                [(label, [m["epoch"] for m in r.metrics()], [100 * m["valid_accuracy"] for m in r.metrics()])
+                 for label, r, _ in runs], p, xlabel="epoch", ylabel="validation accuracy (%)",
+                integer_x=True, title="Task 2: validation accuracy by epoch (reference settings)"),
+                "Task 2: validation accuracy against epoch, one line per hidden size (reference settings)")
+            label, record, _ = max(runs, key=lambda t: t[1].config()["model"]["hidden_size"])
+            path = record.dir / "examples.json"
+            if path.is_file():
+                examples = json.loads(path.read_text())
+                chosen = [e for e in examples.get("examples", []) if 3 <= len(e["sequence"]) <= 7]
+                self.fig("recall_examples.png", lambda p: plots.draw_sequence_examples(
+                    chosen, examples.get("k", k), p, f"{label}: test sequences of lengths 3..7"),
+                    f"Task 2: example test sequences of lengths 3..7 with {label}'s prediction "
+                    "(reference settings; wrong in red)")
+            else:
+                d.p("Figure not drawn: example sequences (the run has no examples.json).")
+        every = self.main_runs("recall") + self.main_runs("recall", "tuned")
+        by_length = [(f"{label} ({e.profile})", [r["length"] for r in rec.summary()["test"]["by_length"]],
+                      [100 * r["accuracy"] for r in rec.summary()["test"]["by_length"]])
+                     for label, rec, e in every if rec.summary()["test"].get("by_length")]
+        if by_length:
+            self.fig("recall_accuracy_by_length.png", lambda p: plots.draw_lines(
+                by_length, p, xlabel="sequence length", ylabel="test accuracy (%)", integer_x=True,
+                ylim=(-2, 102), title="Task 2: test accuracy by sequence length"),
+                "Task 2 (new): test accuracy against sequence length, reference settings and tuned (first seed)")
+
+    # Task 3 ------------------------------------------------------------------------------
+    def addition_label(self, record: RunRecord) -> str:
+        """A legend entry built from the run's own config.json (never typed in)."""
+        config = record.config()
+        task, model = config["task_config"], config["model"]
+        loss = {"mse": "MSE", "bce": "BCE"}.get(task.get("loss"), task.get("loss"))
+        trained = task.get("train_lengths", "?")
+        return f"{model['cell'].upper()} hidden {model['hidden_size']}, {loss}, trained on L = {trained}"
+
+    def addition(self) -> None:
+        from rnnlab import plots
+
+        if not self.of("addition"):
+            return
+        d = self.doc
+        d.h(2, "Task 3: adding two binary numbers")
+        d.p("Bit accuracy (%): the share of output bits equal to the target, averaged over input lengths "
+            "L = 1..20 (100 pairs per length in the reference settings). Whole-number accuracy is the "
+            "share of sums with every bit right.")
+        names = [e.name for e in self.of("addition", "reference")]
+        table = []
+        for name in names:
+            e = self.find("reference", "addition", name)
+            run = e.first()
+            mine = self.value(e)
+            rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20] if run else []
+            whole = 100 * statistics.fmean(r["number_accuracy"] for r in rows) if rows else None
+            table.append([e.label, pct(e.info.get("reference"), NOT_REPORTED), pct(mine),
+                          difference(mine, e.info.get("reference"), True), pct(whole)])
+        if table:
+            d.p("Reference settings (one seed each):")
+            d.table(["experiment", "reference", "rnnlab, reference settings", "difference",
+                     "rnnlab whole-number accuracy, L = 1..20"], table, right=range(1, 5))
+        self.below_reference([(self.find("reference", "addition", n), None, self.value(self.find("reference", "addition", n)), None)
+                              for n in names])
+        tuned = self.of("addition", "tuned")
+        for e in tuned:
+            lengths = sorted({r["length"] for run in e.done for r in run.summary["test"].get("by_length", [])})
+            long = [n for n in lengths if n > 20]
+            header = ["", "mean bit accuracy, L = 1..20", "mean whole-number accuracy, L = 1..20",
+                      *[f"whole-number accuracy, L = {n}" for n in long]]
+            bit = e.values()
+            whole_short = [100 * statistics.fmean(r["number_accuracy"] for r in run.summary["test"]["by_length"]
+                                                  if r["length"] <= 20) for run in e.done]
+            per_long = [[100 * r["number_accuracy"] for run in e.done for r in run.summary["test"]["by_length"]
+                         if r["length"] == n] for n in long]
+            d.p(f"Tuned: {e.label}. Target: {pct(e.info.get('target'), '—')}% whole-number accuracy; "
+                f"the reference's best run reported {pct(e.info.get('reference'), NOT_REPORTED)}% bit accuracy.")
+            d.table(header, [[f"rnnlab tuned ({len(e.done)} of {len(e.runs)} seeds)", mean_std(bit, len(e.runs)),
+                              mean_std(whole_short, len(e.runs)), *[mean_std(v, len(e.runs)) for v in per_long]]],
+                    right=range(1, len(header)))
+
+        runs = {e.name: (e.first().record, e) for e in self.of("addition", "reference") if e.first()}
+        comparisons = [("Hidden 3 vs 10, MSE", ["h3-mse", "h10-mse"]), ("Hidden 5, MSE vs BCE", ["h5-mse", "h5-bce"]),
+                       ("Hidden 5, MSE, trained on one length", ["h5-mse-len3", "h5-mse-len5", "h5-mse-len10"])]
+
+        def panels(key: str):
+            return [(title, [(self.addition_label(runs[n][0]), *self.by_length(runs[n][0], key, 20))
+                             for n in group if n in runs]) for title, group in comparisons]
+
+        if runs:
+            self.fig("addition_bit_accuracy_by_length.png", lambda p: plots.draw_line_panels(
+                panels("bit_accuracy"), p, xlabel="input length L (bits)", ylabel="bit accuracy (%)",
+                ylim=(-2, 102), title="Task 3: bit accuracy against input length (reference settings); "
+                "legends from each run's config.json"),
+                "Task 3: bit accuracy against input length, one line per model, in the exercise's three "
+                "comparisons (reference settings)")
+            self.fig("addition_number_accuracy_by_length.png", lambda p: plots.draw_line_panels(
+                panels("number_accuracy"), p, xlabel="input length L (bits)",
+                ylabel="whole-number accuracy (%)", ylim=(-2, 102),
+                title="Task 3: whole-number accuracy against input length (reference settings)"),
+                "Task 3 (new): whole-number accuracy (every bit of the sum right) against input length")
+        shown = [e for e in tuned if e.first()] + [runs[n][1] for n in ("h5-bce", "h5-mse-len10") if n in runs]
+        general = [(f"{self.addition_label(e.first().record)} ({e.profile})",
+                    *self.by_length(e.first().record, "number_accuracy")) for e in shown]
+        if tuned and any(e.first() for e in tuned):
+            self.fig("addition_generalisation.png", lambda p: plots.draw_lines(
+                general, p, xlabel="input length L (bits, log scale)", ylabel="whole-number accuracy (%)",
+                log_x=True, ylim=(-2, 102),
+                title="Task 3: generalisation to long inputs (tuned: trained on L ≤ 10)"),
+                "Task 3 (new): whole-number accuracy against input length up to the longest scored, "
+                "tuned recipe (first seed) and reference-settings runs")
+
+    @staticmethod
+    def by_length(record: RunRecord, key: str, longest: int | None = None) -> tuple[list[int], list[float]]:
+        rows = [r for r in record.summary()["test"].get("by_length", []) if longest is None or r["length"] <= longest]
+        return [r["length"] for r in rows], [100 * r[key] for r in rows]
+
+    # Flaws -------------------------------------------------------------------------------
+    def flaws(self) -> None:
+        flaws = self.manifest.get("flaws", [])
+        if not flaws:
+            return
+        d = self.doc
+        d.h(2, "The exercise's flaws, and what rnnlab measured when fixing them")
+        tasks = {e.task for e in self.experiments}
+        for flaw in flaws:
+            if flaw.get("task") not in tasks:
+                continue
+            d.h(3, flaw["flaw"])
+            d.p("Fix: " + flaw["fix"])
+            measure = getattr(self, "flaw_" + flaw["id"].replace("-", "_"), None)
+            items = measure() if measure else []
+            d.ul(items or ["Not measured in this reproduction."])
+        ablations = [(e, self.find("reference", e.task, e.info.get("baseline") or "")) for e in
+                     self.experiments if e.info.get("role") == "ablation" and e.task == "mnist"]
+        pairs = [(e, b) for e, b in ablations if e.first() and b is not None and b.first()]
+        if pairs:
+            from rnnlab import plots
+
+            series = [(f"{x.label}", [m["epoch"] for m in x.first().metrics],
+                       [100 * m["valid_accuracy"] for m in x.first().metrics]) for e, b in pairs for x in (b, e)]
+            self.fig("flaws_mnist_ablations.png", lambda p: plots.draw_lines(
+                series, p, xlabel="epoch", ylabel="validation accuracy (%)", integer_x=True,
+                title="Task 1: the reference's flaws put back (ablations) vs rnnlab's fixes"),
+                "Flaws: validation accuracy against epoch of each ablation (the flaw put back) and the "
+                "fixed run it is compared with")
+
+    def ablation_pair(self, flaw: str) -> list[tuple[Exp, Exp | None]]:
+        return [(e, self.find(e.profile, e.task, e.info.get("baseline") or "")) for e in self.experiments
+                if e.info.get("flaw") == flaw]
+
+    def flaw_bidirectional_readout(self) -> list[str]:
+        items = []
+        for ablation, base in self.ablation_pair("bidirectional-readout"):
+            fixed, flawed = self.value(base), self.value(ablation)
+            items.append(f"{base.label if base else '?'}: test accuracy {pct(fixed)}% with h_n (fixed) vs "
+                         f"{pct(flawed)}% with the last-step readout (the reference's); fixing it changed the "
+                         f"test accuracy by {signed(fixed - flawed) if None not in (fixed, flawed) else MISSING} points.")
+        if not items:
+            items.append("Not measured: the ablation runs were not part of this reproduction "
+                         "(run `rnnlab reproduce --profile reference` without --no-ablations).")
+        return items
+
+    def flaw_rnn_unclipped(self) -> list[str]:
+        def drops(values: Sequence[float]) -> str:
+            falls = [a - b for a, b in itertools.pairwise(values) if b < a]
+            if not values:
+                return MISSING
+            return (f"validation accuracy fell in {len(falls)} of {len(values) - 1} epoch transitions"
+                    + (f" (largest fall {max(falls):.2f} points)" if falls else "")
+                    + f", last epoch {values[-1]:.2f}%, best {max(values):.2f}%")
+
+        items = []
+        for ablation, base in self.ablation_pair("rnn-unclipped"):
+            curve = (base.info.get("reference_curve") if base else None) or []
+            if curve:
+                items.append(f"Reference RNN (its curve): {drops(curve)}.")
+            for exp, what in ((base, "rnnlab RNN, clipped (fixed)"), (ablation, "rnnlab RNN, not clipped (the reference's setting)")):
+                run = exp.first() if exp else None
+                values = [100 * m["valid_accuracy"] for m in run.metrics] if run else []
+                items.append(f"{what}: {drops(values)}; test accuracy {pct(self.value(exp))}%.")
+        if not items:
+            items.append("Not measured: the ablation run was not part of this reproduction.")
+        return items
+
+    def flaw_hard_coded_batch(self) -> list[str]:
+        sizes: dict[int, int] = {}
+        partial = []
+        for e in self.of("mnist", role=None):
+            for run in e.done:
+                batch = (run.config or {}).get("train", {}).get("batch_size")
+                if batch is None:
+                    continue
+                sizes[batch] = sizes.get(batch, 0) + 1
+                limit = (run.config or {}).get("task_config", {}).get("limit")
+                if limit and limit % batch and len(partial) < 1:
+                    partial.append(f"e.g. {e.id}: {limit:,} training images in batches of {batch}, the last "
+                                   f"of {limit % batch}.")
+        if not sizes:
+            return []
+        used = ", ".join(f"{b} ({n} run{'s' if n > 1 else ''})" for b, n in sorted(sizes.items()))
+        return [f"Finished Task 1 runs trained with batch sizes {used}, each epoch ending with whatever "
+                "partial batch remains; the test sets were scored in batches of the evaluation size.", *partial]
+
+    def flaw_valid_accuracy_over_100(self) -> list[str]:
+        items = []
+        for e in self.of("mnist", "reference")[:1] + self.of("mnist", "tuned")[:1]:
+            run = e.first()
+            if run is None or not run.metrics or not run.config:
+                continue
+            task = run.config["task_config"]
+            n = task.get("limit") or task.get("num_valid")
+            if not n:
+                continue
+            acc = run.metrics[-1]["valid_accuracy"]
+            items.append(f"{e.label} ({e.profile}): {n:,} validation images; last-epoch validation accuracy "
+                         f"correct/{n:,} = {100 * acc:.2f}%, where correct/100 would print {acc * n / 100:.2f}"
+                         + (" (the same only because there are exactly 10,000 images)." if n == 10_000 else "."))
+        return items
+
+    def flaw_multiclass_ce(self) -> list[str]:
+        items = []
+        for ablation, base in self.ablation_pair("multiclass-ce"):
+            items.append(f"{ablation.label}: mean bit accuracy {pct(self.value(ablation))}% vs "
+                         f"{pct(self.value(base))}% with binary cross-entropy.")
+        mse, bce = self.find("reference", "addition", "h5-mse"), self.find("reference", "addition", "h5-bce")
+        if not items:
+            items.append("The flawed loss itself was not rerun (rnnlab's addition task offers only MSE and "
+                         "binary cross-entropy).")
+        if bce is not None:
+            items.append(f"Hidden 5 with binary cross-entropy: {pct(self.value(bce))}% mean bit accuracy "
+                         f"(reference's flawed \"cross-entropy\": {pct(bce.info.get('reference'), NOT_REPORTED)}%); "
+                         f"with MSE: {pct(self.value(mse))}%.")
+        return items
+
+    def flaw_fixed_length_not_used(self) -> list[str]:
+        items = []
+        mixed = self.find("reference", "addition", "h5-mse")
+        if mixed is not None:
+            items.append(f"What the reference really ran for all three (hidden 5, MSE, L = 1..20): "
+                         f"{pct(self.value(mixed))}% mean bit accuracy.")
+        for name in ("h5-mse-len3", "h5-mse-len5", "h5-mse-len10"):
+            e = self.find("reference", "addition", name)
+            if e is None:
+                continue
+            run = e.first()
+            if run is None:
+                items.append(f"{e.label}: {MISSING}.")
+                continue
+            trained = {int(x) for x in str(run.config["task_config"]["train_lengths"]).split(",") if x.isdigit()}
+            rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20]
+            at = [100 * r["bit_accuracy"] for r in rows if r["length"] in trained]
+            others = [100 * r["bit_accuracy"] for r in rows if r["length"] not in trained]
+            items.append(f"{e.label}: bit accuracy {pct(statistics.fmean(at) if at else None)}% at the trained "
+                         f"length, {pct(statistics.fmean(others) if others else None)}% on average over the other "
+                         f"lengths 1..20 (reference reported {pct(e.info.get('reference'), NOT_REPORTED)}% for its "
+                         "mixed-length run).")
+        return items
+
+    def flaw_swapped_legends(self) -> list[str]:
+        labels = [f"{e.name}: \"{self.addition_label(e.first().record)}\"" for e in self.of("addition", role=None)
+                  if e.first()]
+        return ["Legend entries of the Task 3 figures, as built from each run's config.json: "
+                + "; ".join(labels) + "."] if labels else []
+
+    def flaw_mse_collapse(self) -> list[str]:
+        items = []
+        for e in self.of("addition", "reference"):
+            run = e.first()
+            if run is None:
+                continue
+            rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20]
+            if not rows:
+                continue
+            bits = [100 * r["bit_accuracy"] for r in rows]
+            whole = statistics.fmean(100 * r["number_accuracy"] for r in rows)
+            items.append(f"{e.label}: mean bit accuracy {statistics.fmean(bits):.2f}% (per length "
+                         f"{min(bits):.2f}..{max(bits):.2f}), whole-number accuracy {whole:.2f}%.")
+        return items
+
+    # Environment ---------------------------------------------------------------------------
+    def environment(self) -> None:
+        d = self.doc
+        d.h(2, "Environment and wall time")
+        envs: dict[tuple, int] = {}
+        for e in self.experiments:
+            for run in e.done:
+                env = run.summary.get("environment", {})
+                key = tuple(env.get(k, "?") for k in ("rnnlab", "torch", "python", "threads", "device", "platform"))
+                envs[key] = envs.get(key, 0) + 1
+        if envs:
+            d.table(["rnnlab", "torch", "Python", "threads", "device", "platform", "runs"],
+                    [[*map(str, key), str(n)] for key, n in envs.items()], right=[3, 6])
+        rows, total_train, total_wall = [], 0.0, 0.0
+        for e in self.experiments:
+            for run in e.runs:
+                s = run.summary
+                train_s = s.get("train_seconds") if s else None
+                wall_s = s.get("wall_seconds") if s else None
+                total_train += train_s or 0.0
+                total_wall += wall_s or 0.0
+                epochs = s.get("epochs") if s else len(run.metrics)
+                rows.append([f"{e.profile}/{e.task}/{e.name}", str(run.seed),
+                             "finished" if s else (run.problem or MISSING), str(epochs),
+                             seconds(train_s), seconds(wall_s)])
+        d.p(f"Training time (sum over finished runs): {total_train:.0f} s; wall time of the runs "
+            f"(training and testing; figures excluded): {total_wall:.0f} s.")
+        d.table(["run", "seed", "status", "epochs", "train s", "wall s"], rows, right=[1, 3, 4, 5])
+
+    def settings(self) -> None:
+        d = self.doc
+        d.h(2, "Settings of every experiment")
+        rows = []
+        for e in self.experiments:
+            m, t = e.info.get("model", {}), e.info.get("train", {})
+            model = (("bi" if m.get("bidirectional") else "") + str(m.get("cell", "?")).upper() +
+                     f" h{m.get('hidden_size', '?')}" + (f" {m.get('readout')}" if m.get("readout", "h_n") != "h_n" else ""))
+            train = (f"{t.get('epochs')} ep, batch {t.get('batch_size')}, lr {t.get('lr')}, {t.get('schedule')}"
+                     + (f", clip {t['clip']}" if t.get("clip") else ""))
+            rows.append([f"{e.profile}/{e.task}/{e.name}", e.info.get("role", "main"), model, train,
+                         ", ".join(map(str, e.info.get("seeds", []))), e.info.get("note", "")])
+        d.table(["experiment", "role", "model", "training", "seeds", "note"], rows)
+
+
+def build_report(out_dir: str | Path, data_dir: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ ``figures/``) and a self-contained ``report.html`` into ``out_dir``."""
+    out = Path(out_dir)
+    manifest = load_manifest(out)
+    report = Report(out, manifest, load_experiments(out, manifest), data_dir)
+    doc = report.build()
+    md_path, html_path = out / "report.md", out / "report.html"
+    atomic_write_text(md_path, render_markdown(doc, out))
+    atomic_write_text(html_path, render_html(doc, "rnnlab reproduction report"))
+    return md_path, html_path
+
+
+def run_report(args: argparse.Namespace) -> int:
+    out = Path(args.runs_dir)
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder; give the --out folder of `rnnlab reproduce`")
+    md_path, html_path = build_report(out, data_dir=args.data_dir)
+    print(f"report: {md_path} and {html_path}")
+    return 0
 
 
 def add_parser(commands) -> None:
     from rnnlab.cli import HelpFormatter
 
     p = commands.add_parser("report", help="rebuild the report from run records",
-                            formatter_class=HelpFormatter)
-    p.set_defaults(func=lambda args: print("not implemented yet") or 1)
+                            formatter_class=HelpFormatter, description=__doc__)
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="the --out folder of `rnnlab reproduce`")
+    p.add_argument("--data-dir", default=None, help="MNIST data root (for the row of test images)")
+    p.add_argument("--seed", type=int, default=0, help="unused: the report draws nothing at random")
+    p.add_argument("--dry-run", action="store_true", help="check RUNS_DIR has a reproduce.json, write nothing")
+    p.set_defaults(func=run_report_or_check)
+
+
+def run_report_or_check(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        manifest = load_manifest(Path(args.runs_dir))
+        print(f"{args.runs_dir}: {len(manifest['experiments'])} experiment(s); nothing written (dry run)")
+        return 0
+    return run_report(args)

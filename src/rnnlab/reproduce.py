@@ -1,10 +1,15 @@
 """``rnnlab reproduce``: every configuration of the exercise, then the report.
 
+Profiles: ``reference`` runs the exercise's own settings with its flaws fixed,
+plus ablations that put each flaw back to measure what fixing it changed;
+``tuned`` runs rnnlab's best recipe for each task over several seeds. ``--quick``
+runs every configuration on a tiny budget (a first look, CI).
+
 Layout of the output folder::
 
-    reproduce.json                      the experiments (ids, labels, reference numbers)
+    reproduce.json                      the experiments (ids, labels, reference numbers, flaws)
     runs/<profile>/<task>/<name>/seed-<s>/   one run record per experiment and seed
-    report.md, report.html, figures/    written from the records by ``rnnlab report``
+    report.md, report.html, figures/    written from the records (``rnnlab report`` redoes it)
 
 A run whose ``summary.json`` exists is finished and reused; an interrupted run
 resumes from its last completed epoch; ``--force`` reruns everything.
@@ -13,9 +18,14 @@ resumes from its last completed epoch; ``--force`` reruns everything.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import json
+import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,6 +40,9 @@ from rnnlab.tasks import task_module
 from rnnlab.train import TrainConfig, configure_threads
 
 PROFILES = ("reference", "tuned")
+TASKS = ("mnist", "recall", "addition")
+QUICK_EPOCHS = 2  # two points on every curve, still seconds per run
+REFERENCE_SEED = 2111
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,16 @@ class Experiment:
     task_config: dict
     reference: float | None = None  # the exercise's reported number, percent
     note: str = ""  # what differs from the reference and why
-    seeds: tuple[int, ...] = field(default=(2111,))
+    seeds: tuple[int, ...] = field(default=(REFERENCE_SEED,))
+    role: str = "main"  # "main": a row of the task's table; "ablation": a flaw put back
+    baseline: str | None = None  # ablations: the main experiment it is compared with
+    flaw: str | None = None  # ablations: the id of the flaw (in FLAWS) it measures
+    reference_curve: tuple[float, ...] | None = None  # MNIST: the reference's validation accuracy
+    target: float | None = None  # tuned: the accuracy the task issue asks for, percent
+
+    @property
+    def id(self) -> str:
+        return f"{self.profile}/{self.task}/{self.name}"
 
     def run_dir(self, out: Path, seed: int) -> Path:
         return out / "runs" / self.profile / self.task / self.name / f"seed-{seed}"
@@ -57,10 +79,49 @@ class Experiment:
                        resume=not force, quiet=True)
 
     def describe(self, out: Path) -> dict:
-        return {"task": self.task, "name": self.name, "label": self.label, "profile": self.profile,
-                "reference": self.reference, "note": self.note, "model": self.model.to_dict(),
-                "train": self.train.to_dict(), "task_config": self.task_config,
+        return {"id": self.id, "task": self.task, "name": self.name, "label": self.label,
+                "profile": self.profile, "role": self.role, "baseline": self.baseline, "flaw": self.flaw,
+                "reference": self.reference, "reference_curve": self.reference_curve,
+                "target": self.target, "note": self.note, "model": self.model.to_dict(),
+                "train": self.train.to_dict(), "task_config": self.task_config, "seeds": list(self.seeds),
                 "runs": [str(self.run_dir(out, s).relative_to(out)) for s in self.seeds]}
+
+
+# The exercise's flaws (../shared/spec/assignment.md), each with the fix rnnlab applies.
+# The report pairs each with what the records measured.
+FLAWS = [
+    {"id": "bidirectional-readout", "task": "mnist",
+     "flaw": "The bidirectional models classified from the output at the last time step; for the "
+             "backward direction that output has seen only the last row.",
+     "fix": "rnnlab reads the final hidden state h_n of each direction."},
+    {"id": "hard-coded-batch", "task": "mnist",
+     "flaw": "The output was reshaped to a hard-coded batch of 500, so any other batch size "
+             "(or a last partial batch) breaks.",
+     "fix": "rnnlab never assumes a batch size: every shape comes from the batch itself."},
+    {"id": "rnn-unclipped", "task": "mnist",
+     "flaw": "The vanilla RNN at lr 0.01 without gradient clipping is unstable (validation "
+             "accuracy goes down between epochs).",
+     "fix": "rnnlab clips the RNNs' global gradient norm to 1.0 (reference profile)."},
+    {"id": "valid-accuracy-over-100", "task": "mnist",
+     "flaw": "Validation accuracy was computed as correct/100, a percentage only because the "
+             "validation set has exactly 10,000 images.",
+     "fix": "rnnlab divides by the number of images scored."},
+    {"id": "multiclass-ce", "task": "addition",
+     "flaw": "The \"cross-entropy\" run applied a multi-class cross-entropy across the time axis "
+             "to sigmoid outputs.",
+     "fix": "rnnlab uses binary cross-entropy on the logits (one bit per step)."},
+    {"id": "fixed-length-not-used", "task": "addition",
+     "flaw": "The \"trained only on L = 3 / 5 / 10\" runs were in fact trained on the mixed 1..20 "
+             "set (the fixed-length sets were never passed in).",
+     "fix": "rnnlab really trains on the one length and scores every length 1..20."},
+    {"id": "swapped-legends", "task": "addition",
+     "flaw": "The legends of two comparison plots were swapped.",
+     "fix": "rnnlab writes every legend from the run's config.json (hidden size, loss, lengths)."},
+    {"id": "mse-collapse", "task": "addition",
+     "flaw": "Identical 92.09% for several different models suggests the MSE runs collapsed to a "
+             "trivial solution.",
+     "fix": "rnnlab reports bit and whole-number accuracy per length, so a collapse is visible."},
+]
 
 
 # -- Task 1 ---------------------------------------------------------------------------
@@ -68,80 +129,356 @@ MNIST_MODELS = {  # name: (cell, hidden, bidirectional, reference epochs)
     "rnn": ("rnn", 128, False, 5), "lstm": ("lstm", 100, False, 7), "gru": ("gru", 128, False, 7),
     "birnn": ("rnn", 128, True, 5), "bilstm": ("lstm", 100, True, 7), "bigru": ("gru", 128, True, 7),
 }
-QUICK_MNIST_EXAMPLES = 2000
+QUICK_MNIST_EXAMPLES = 2000  # train, validation and test images each
 
 
-def mnist_experiments(profile: str, quick: bool, seeds: tuple[int, ...]) -> list[Experiment]:
+def mnist_label(cell: str, bidirectional: bool) -> str:
+    return ("Bi" if bidirectional else "") + cell.upper()
+
+
+def mnist_reference_experiment(name: str, quick: bool, seed: int) -> Experiment:
+    cell, hidden, bidirectional, epochs = MNIST_MODELS[name]
+    task = {"dataset": "mnist", "num_valid": 10_000, "augment_shift": 0,
+            "limit": QUICK_MNIST_EXAMPLES if quick else None}
+    clip = 1.0 if cell == "rnn" else None  # the reference's RNN was unstable without it
+    train = TrainConfig(epochs=QUICK_EPOCHS if quick else epochs, batch_size=500, lr=0.01, clip=clip,
+                        seed=seed)
+    model = ModelConfig(cell=cell, input_size=28, hidden_size=hidden, bidirectional=bidirectional)
+    ref = reference.MNIST[name]
+    note = "h_n readout" + ("; gradient clipping 1.0" if clip else "")
+    if ref is None:
+        note += "; not run by the reference"
+    return Experiment("mnist", name, mnist_label(cell, bidirectional), "reference", "classifier", model,
+                      train, task, ref["test"] if ref else None, note, (seed,),
+                      reference_curve=tuple(ref["valid_by_epoch"]) if ref else None)
+
+
+def mnist_experiments(profile: str, quick: bool, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
     experiments = []
-    for name, (cell, hidden, bidirectional, epochs) in MNIST_MODELS.items():
-        label = ("Bi" if bidirectional else "") + cell.upper()
-        task = {"dataset": "mnist", "num_valid": 10_000, "augment_shift": 0,
-                "limit": QUICK_MNIST_EXAMPLES if quick else None}
+    for name, (cell, _, bidirectional, _) in MNIST_MODELS.items():
+        base = mnist_reference_experiment(name, quick, seeds[0])
         if profile == "reference":
-            clip = 1.0 if cell == "rnn" else None  # the reference's RNN diverged without it
-            train = TrainConfig(epochs=1 if quick else epochs, batch_size=500, lr=0.01, clip=clip, seed=seeds[0])
-            note = "h_n readout; gradient clipping 1.0" if cell == "rnn" else "h_n readout"
-            model = ModelConfig(cell=cell, input_size=28, hidden_size=hidden, bidirectional=bidirectional)
-        else:
-            model, train, task, note = tuned_mnist(cell, bidirectional, quick, task)
-        ref = reference.MNIST[name]["test"] if reference.MNIST[name] else None
-        experiments.append(Experiment("mnist", name, label, profile, "classifier", model, train, task,
-                                      ref, note, seeds if profile == "tuned" else seeds[:1]))
+            experiments.append(base)
+            continue
+        model, train, task, note = tuned_mnist(cell, bidirectional, quick, base.task_config)
+        experiments.append(replace(base, profile="tuned", model=model, train=train, task_config=task,
+                                   note=note, seeds=seeds, reference_curve=None,
+                                   target=reference.TUNED_TARGETS["mnist"].get(name)))
+    if profile == "reference" and ablations:
+        experiments += mnist_ablations(quick, seeds[0])
     return experiments
 
 
+def mnist_ablations(quick: bool, seed: int) -> list[Experiment]:
+    """The reference's flaws put back, one at a time, to measure what fixing each changed."""
+    ablations = []
+    for name in ("birnn", "bilstm"):
+        base = mnist_reference_experiment(name, quick, seed)
+        ablations.append(replace(
+            base, name=f"{name}-last-step", label=f"{base.label}, last-step readout",
+            model=replace(base.model, readout="last_step"), role="ablation", baseline=name,
+            flaw="bidirectional-readout", reference_curve=None,
+            note="the reference's readout: the output at the last time step (flawed)"))
+    base = mnist_reference_experiment("rnn", quick, seed)
+    ablations.append(replace(
+        base, name="rnn-no-clip", label="RNN, no gradient clipping", train=replace(base.train, clip=None),
+        role="ablation", baseline="rnn", flaw="rnn-unclipped", reference_curve=None,
+        note="the reference's setting: lr 0.01 without gradient clipping (flawed)"))
+    return ablations
+
+
 def tuned_mnist(cell: str, bidirectional: bool, quick: bool, task: dict):
-    """rnnlab's tuned recipe: wider, clipped, one-cycle schedule, small random shifts."""
+    """rnnlab's tuned MNIST recipe (the one place it is defined): (model, train, task, note).
+
+    Placeholder while the recipe is being tuned: wider, clipped, one-cycle schedule,
+    small random shifts.
+    """
     hidden = 128
     model = ModelConfig(cell=cell, input_size=28, hidden_size=hidden, bidirectional=bidirectional,
                         dropout=0.1 if cell != "rnn" else 0.0)
-    train = TrainConfig(epochs=1 if quick else 20, batch_size=128, lr=3e-3 if cell != "rnn" else 1e-3,
-                        schedule="onecycle", clip=1.0)
+    train = TrainConfig(epochs=QUICK_EPOCHS if quick else 20, batch_size=128,
+                        lr=3e-3 if cell != "rnn" else 1e-3, schedule="onecycle", clip=1.0)
     task = {**task, "augment_shift": 0 if quick else 2}
     note = f"hidden {hidden}, Adam one-cycle, clip 1.0, shifts up to 2 px, batch 128, 20 epochs"
     return model, train, task, note
 
 
-def all_experiments(profile: str, quick: bool, seeds: int, first_seed: int = 2111) -> list[Experiment]:
+# -- Task 2 ---------------------------------------------------------------------------
+RECALL_HIDDEN = (2, 5, 10)
+# Used only when the recall module defines no tuned recipe (TUNED_TASK / TUNED_TRAIN):
+# new sequences every epoch, batched, clipped, cosine decay; hidden 5 reaches 100%.
+RECALL_FALLBACK_TUNED = {
+    "task": {"data": "fresh", "train_size": 20_000, "valid_size": 2_000, "test_size": 10_000},
+    "train": TrainConfig(epochs=15, batch_size=64, lr=0.01, clip=1.0, schedule="cosine"),
+}
+QUICK_RECALL_SIZES = (64, 50, 200)  # train per epoch, valid, test
+
+
+def recall_experiments(profile: str, quick: bool, seeds: tuple[int, ...]) -> list[Experiment]:
+    from rnnlab.tasks import recall
+
+    base_task = asdict(recall.REFERENCE_TASK)
+    base_model = recall.REFERENCE_MODEL
+    sizes = getattr(recall, "DRY_RUN_SIZES", QUICK_RECALL_SIZES)
+    if profile == "reference":
+        task, train, note = base_task, replace(recall.REFERENCE_TRAIN, seed=seeds[0]), "the reference's settings"
+        seeds = seeds[:1]
+    elif hasattr(recall, "TUNED_TASK") and hasattr(recall, "TUNED_TRAIN"):
+        task, train = asdict(recall.TUNED_TASK), recall.TUNED_TRAIN
+        note = "the recall module's tuned recipe"
+    else:
+        fallback = RECALL_FALLBACK_TUNED
+        task, train = {**base_task, **fallback["task"]}, fallback["train"]
+        note = "chosen by reproduce (the recall module defines no tuned recipe)"
+    if profile == "tuned":
+        note += (f": {task['data']} data, {task['train_size']} sequences per epoch, batch {train.batch_size}, "
+                 f"lr {train.lr} {train.schedule}, {train.epochs} epochs, {task['test_size']} test sequences")
+    if quick:
+        train_size = sizes[0] if train.batch_size == 1 else 10 * train.batch_size
+        task = {**task, "train_size": train_size, "valid_size": sizes[1], "test_size": sizes[2]}
+        train = replace(train, epochs=QUICK_EPOCHS)
+    experiments = []
+    for hidden in RECALL_HIDDEN:
+        target = reference.TUNED_TARGETS["recall"].get(hidden) if profile == "tuned" else None
+        experiments.append(Experiment(
+            "recall", f"hidden-{hidden}", f"LSTM hidden {hidden}", profile, "classifier",
+            replace(base_model, hidden_size=hidden), train, task, reference.RECALL.get(hidden), note,
+            seeds, target=target))
+    return experiments
+
+
+# -- Task 3 ---------------------------------------------------------------------------
+# (name, hidden, loss, training lengths): the exercise's experiments, names as in rnnlab.reference
+ADDITION_REFERENCE = [
+    ("h3-mse", 3, "mse", "1-20"), ("h10-mse", 10, "mse", "1-20"), ("h5-mse", 5, "mse", "1-20"),
+    ("h5-bce", 5, "bce", "1-20"), ("h5-mse-len3", 5, "mse", "3"), ("h5-mse-len5", 5, "mse", "5"),
+    ("h5-mse-len10", 5, "mse", "10"),
+]
+QUICK_ADDITION = {"train_size": 64, "test_pairs": 20, "eval_pairs": 10}
+MULTICLASS_CE_LOSSES = ("multiclass-ce", "ce-over-time", "reference-ce")  # names the flawed loss may take
+
+
+def addition_label(hidden: int, loss: str, lengths: str) -> str:
+    loss_name = {"mse": "MSE", "bce": "BCE"}.get(loss, loss)
+    trained = "" if lengths == "1-20" else f", trained on L = {lengths}"
+    return f"hidden {hidden}, {loss_name}{trained}"
+
+
+def addition_experiments(profile: str, quick: bool, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
+    from rnnlab.tasks import addition
+
+    shrink = getattr(addition, "DRY_RUN", QUICK_ADDITION) if quick else {}
+    if profile == "tuned":
+        task = {**addition.TUNED_TASK.to_dict(), **shrink}
+        train = replace(addition.TUNED_TRAIN, epochs=QUICK_EPOCHS) if quick else addition.TUNED_TRAIN
+        model = addition.TUNED_MODEL
+        cfg = addition.TUNED_TASK
+        note = (f"the addition module's tuned recipe: hidden {model.hidden_size}, {cfg.loss.upper()}, "
+                f"{cfg.data} data ({cfg.train_size} pairs per epoch), batch {train.batch_size}, trained on "
+                f"L = {cfg.train_lengths}, scored at {cfg.eval_lengths}")
+        return [Experiment("addition", "tuned", addition_label(model.hidden_size, cfg.loss, cfg.train_lengths),
+                           "tuned", "per_step", model, train, task, reference.ADDITION["h5-bce"],
+                           note + "; compared with the reference's best run (hidden 5, \"cross-entropy\")",
+                           seeds, target=reference.TUNED_TARGETS["addition"]["whole_number"])]
+    train = replace(addition.REFERENCE_TRAIN, seed=seeds[0], epochs=QUICK_EPOCHS if quick else
+                    addition.REFERENCE_TRAIN.epochs)
+    experiments = []
+    for name, hidden, loss, lengths in ADDITION_REFERENCE:
+        task = {**replace(addition.REFERENCE_TASK, loss=loss, train_lengths=lengths).to_dict(), **shrink}
+        note = "binary cross-entropy on the logits" if loss == "bce" else "the reference's loss"
+        if lengths != "1-20":
+            note += f"; really trained on L = {lengths} only"
+        experiments.append(Experiment("addition", name, addition_label(hidden, loss, lengths), "reference",
+                                      "per_step", replace(addition.REFERENCE_MODEL, hidden_size=hidden),
+                                      train, task, reference.ADDITION[name], note, seeds[:1]))
+    flawed = [loss for loss in MULTICLASS_CE_LOSSES if loss in getattr(addition, "LOSSES", ())]
+    if ablations and flawed:
+        base = next(e for e in experiments if e.name == "h5-bce")
+        experiments.append(replace(
+            base, name="h5-multiclass-ce", label=f"hidden 5, {flawed[0]} (the reference's loss)",
+            task_config={**base.task_config, "loss": flawed[0]}, role="ablation", baseline="h5-bce",
+            flaw="multiclass-ce", note="the reference's \"cross-entropy\": multi-class over time (flawed)"))
+    return experiments
+
+
+# -- the whole list -------------------------------------------------------------------
+def all_experiments(profile: str, quick: bool, seeds: int, first_seed: int = REFERENCE_SEED,
+                    ablations: bool = True, tasks: tuple[str, ...] = TASKS) -> list[Experiment]:
     profiles = PROFILES if profile == "all" else (profile,)
     seed_list = tuple(first_seed + i for i in range(seeds))
     experiments = []
     for p in profiles:
-        experiments += mnist_experiments(p, quick, seed_list)
+        if "mnist" in tasks:
+            experiments += mnist_experiments(p, quick, seed_list, ablations)
+        if "recall" in tasks:
+            experiments += recall_experiments(p, quick, seed_list)
+        if "addition" in tasks:
+            experiments += addition_experiments(p, quick, seed_list, ablations)
     return experiments
 
 
 # -- running --------------------------------------------------------------------------
-def total_epochs(experiments: list[Experiment]) -> int:
-    return sum(e.train.epochs * len(e.seeds) for e in experiments)
+def train_function(task: str) -> Callable[..., dict]:
+    """The task's ``train_plan(plan, *, data_dir, figures, on_epoch)``.
+
+    Adapter: a module without ``train_plan`` but with ``train_<task>(plan, figures,
+    on_epoch)`` (recall and addition, for now) is wrapped.
+    """
+    module = task_module(task)
+    if hasattr(module, "train_plan"):
+        return module.train_plan
+    legacy = getattr(module, f"train_{task}")
+
+    def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True, on_epoch=None) -> dict:
+        return legacy(plan, figures=figures, on_epoch=on_epoch)
+
+    return train_plan
+
+
+def epoch_cost(exp: Experiment) -> float:
+    """A rough relative cost of one training epoch, in seconds; only for the progress ETA."""
+    cfg, t = exp.task_config, exp.train
+    if exp.task == "mnist":
+        examples = cfg.get("limit") or 60_000 - cfg.get("num_valid", 10_000)
+        steps = 28.0
+    elif exp.task == "recall":
+        examples, steps = cfg.get("train_size", 800), (cfg.get("min_length", 3) + cfg.get("max_length", 10)) / 2
+    else:
+        from rnnlab.tasks.addition import parse_lengths
+
+        lengths = parse_lengths(cfg.get("train_lengths", "1-20"))
+        examples, steps = cfg.get("train_size", 250), sum(lengths) / len(lengths)
+    m = exp.model
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[m.cell]
+    batches = -(-examples // t.batch_size)
+    per_step = 4e-5 * m.directions + t.batch_size * gates * m.hidden_size * (m.hidden_size + m.input_size) * \
+        m.directions * 6 / 3e10
+    return batches * (1e-3 + steps * per_step)
+
+
+@dataclass
+class Job:
+    exp: Experiment
+    seed: int
+    plan: RunPlan
+    run_id: str
+
+
+def jobs_of(experiments: list[Experiment], out: Path, force: bool) -> list[Job]:
+    jobs = []
+    for exp in experiments:
+        for seed in exp.seeds:
+            plan = exp.plan(out, seed, force)
+            jobs.append(Job(exp, seed, plan, str(plan.out.relative_to(out / "runs"))))
+    return jobs
+
+
+def with_defaults(config: dict) -> dict:
+    """A saved config with fields added to the configs since it was written set to their defaults."""
+    return {**config, "model": {**ModelConfig().to_dict(), **config.get("model", {})},
+            "train": {**TrainConfig().to_dict(), **config.get("train", {})}}
+
+
+def check_existing(jobs: list[Job], force: bool) -> None:
+    """Refuse, before training anything, to reuse or resume a run made with other settings."""
+    if force:
+        return
+    for job in jobs:
+        path = job.plan.out / "config.json"
+        if not path.is_file():
+            continue
+        try:
+            existing = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{path} is not valid JSON; pass --force to rerun the reproduction") from None
+        if with_defaults(existing) != job.plan.config():
+            raise UserError(f"{job.plan.out} was made with other settings (e.g. with or without --quick); "
+                            "use another --out, or --force to rerun")
+
+
+def progress(jobs: list[Job], quiet: bool) -> tqdm:
+    total = sum(epoch_cost(j.exp) * j.exp.train.epochs for j in jobs)
+    return tqdm(total=total, dynamic_ncols=True, disable=quiet or not sys.stderr.isatty(),
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
 
 
 def run_all(experiments: list[Experiment], out: Path, force: bool, data_dir: str | None,
             figures: bool, quiet: bool) -> list[dict]:
     """Train every (experiment, seed) not yet finished; returns one status row per run."""
+    from rnnlab.report import headline
+
+    jobs = jobs_of(experiments, out, force)
     statuses = []
-    bar = tqdm(total=total_epochs(experiments), unit="epoch", dynamic_ncols=True,
-               disable=quiet or not sys.stderr.isatty())
-    with bar:
-        for exp in experiments:
-            for seed in exp.seeds:
-                plan = exp.plan(out, seed, force)
-                run_id = str(plan.out.relative_to(out / "runs"))
-                if not force and RunRecord(plan.out).is_complete:
-                    bar.update(exp.train.epochs)
-                    statuses.append({"run": run_id, "status": "reused"})
-                    continue
-                bar.set_description(run_id)
-                done_before = len(RunRecord(plan.out).metrics()) if not force else 0
-                bar.update(done_before)
-                started = time.perf_counter()
-                summary = task_module(exp.task).train_plan(
-                    plan, data_dir=data_dir, figures=figures, on_epoch=lambda row: bar.update(1))
-                statuses.append({"run": run_id, "status": "trained",
-                                 "seconds": time.perf_counter() - started})
-                line = f"{run_id}: test accuracy {100 * summary['test']['accuracy']:.2f}%"
-                bar.write(line) if not bar.disable else print(line, flush=True)
+    with progress(jobs, quiet) as bar:
+        def say(line: str) -> None:
+            bar.write(line) if not bar.disable else print(line, flush=True)
+
+        for number, job in enumerate(jobs, start=1):
+            cost, epochs = epoch_cost(job.exp), job.exp.train.epochs
+            if not force and RunRecord(job.plan.out).is_complete:
+                bar.update(cost * epochs)
+                statuses.append({"run": job.run_id, "status": "reused"})
+                continue
+            done_before = 0 if force else len(RunRecord(job.plan.out).metrics())
+            bar.update(cost * done_before)
+            bar.set_description_str(f"[{number}/{len(jobs)}] {job.run_id}")
+            bar.set_postfix_str(f"epoch {done_before}/{epochs}")
+
+            def on_epoch(row: dict, cost=cost, epochs=epochs) -> None:
+                bar.update(cost)
+                bar.set_postfix_str(f"epoch {row['epoch']}/{epochs}")
+
+            started = time.perf_counter()
+            summary = train_function(job.exp.task)(job.plan, data_dir=data_dir, figures=figures,
+                                                   on_epoch=on_epoch)
+            seconds = time.perf_counter() - started
+            statuses.append({"run": job.run_id, "status": "trained", "seconds": seconds})
+            metric, value = headline(job.exp.task, summary)
+            say(f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)")
     return statuses
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """One reproduction at a time per output folder (the lock dies with its process)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".reproduce.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another rnnlab reproduce is writing {out}; wait for it or use another --out") from None
+        yield
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """``kill`` stops like Ctrl-C: atomic writes in progress clean up, finished epochs stay."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_manifest(out: Path, args: argparse.Namespace, experiments: list[Experiment]) -> None:
+    """reproduce.json: this command's experiments, keeping other profiles already in the folder."""
+    path = out / "reproduce.json"
+    current = {(e.profile, e.task) for e in experiments}
+    kept: list[dict] = []
+    if path.is_file():  # keep the (profile, task) pairs this command does not run
+        try:
+            previous = json.loads(path.read_text())
+            kept = [e for e in previous.get("experiments", []) if (e.get("profile"), e.get("task")) not in current]
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            kept = []
+    quick = bool(args.quick or args.dry_run)
+    atomic_write_json(path, {
+        "format": "rnnlab-reproduce-v1", "profile": args.profile, "quick": quick,
+        "seeds": args.seeds, "ablations": not args.no_ablations, "flaws": FLAWS,
+        "experiments": kept + [{**e.describe(out), "quick": quick} for e in experiments]})
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -150,18 +487,19 @@ def run_reproduce(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     if args.seeds < 1:
         raise UserError(f"seeds must be >= 1, got {args.seeds}")
+    tasks = tuple(args.tasks) if args.tasks else TASKS
     out = Path(args.out)
-    experiments = all_experiments(args.profile, args.quick or args.dry_run, args.seeds, args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "reproduce.json", {
-        "profile": args.profile, "quick": bool(args.quick or args.dry_run), "seeds": args.seeds,
-        "experiments": [e.describe(out) for e in experiments]})
-    started = time.perf_counter()
-    statuses = run_all(experiments, out, args.force, args.data_dir, not args.no_figures, args.quiet)
-    trained = sum(s["status"] == "trained" for s in statuses)
-    print(f"{trained} run(s) trained, {len(statuses) - trained} reused, "
-          f"{time.perf_counter() - started:.0f}s")
-    paths = build_report(out, data_dir=args.data_dir)
+    experiments = all_experiments(args.profile, args.quick or args.dry_run, args.seeds, args.seed,
+                                  ablations=not args.no_ablations, tasks=tasks)
+    with folder_lock(out), sigterm_as_interrupt():
+        check_existing(jobs_of(experiments, out, args.force), args.force)  # before anything is written
+        write_manifest(out, args, experiments)
+        started = time.perf_counter()
+        statuses = run_all(experiments, out, args.force, args.data_dir, not args.no_figures, args.quiet)
+        trained = sum(s["status"] == "trained" for s in statuses)
+        print(f"{trained} run(s) trained, {len(statuses) - trained} reused, "
+              f"{time.perf_counter() - started:.0f}s", flush=True)
+        paths = build_report(out, data_dir=args.data_dir)
     print(f"report: {paths[0]} and {paths[1]}")
     return 0
 
@@ -171,18 +509,24 @@ def add_parser(commands) -> None:
 
     p = commands.add_parser("reproduce", help="run the whole exercise and write the report",
                             formatter_class=HelpFormatter, description=__doc__)
-    p.add_argument("--profile", choices=[*PROFILES, "all"], default="reference",
-                   help="reference: the exercise's settings with its flaws fixed; "
+    g = p.add_argument_group("what to run")
+    g.add_argument("--profile", choices=[*PROFILES, "all"], default="reference",
+                   help="reference: the exercise's settings with its flaws fixed (plus ablations); "
                    "tuned: rnnlab's best recipes over several seeds")
-    p.add_argument("--quick", action="store_true", help="every configuration on a tiny budget (minutes)")
-    p.add_argument("--dry-run", action="store_true", help="same as --quick")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per tuned configuration")
-    p.add_argument("--seed", type=int, default=2111, help="first seed (the reference's)")
-    p.add_argument("--out", default="reports/reference", help="output folder for runs and report")
-    p.add_argument("--force", action="store_true", help="rerun finished runs")
-    p.add_argument("--data-dir", default=None, help="MNIST data root")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-figures", action="store_true", help="skip per-run figures")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quick", action="store_true", help="every configuration on a tiny budget (minutes)")
+    g.add_argument("--dry-run", action="store_true", help="same as --quick")
+    g.add_argument("--tasks", nargs="+", choices=TASKS, default=None, metavar="TASK",
+                   help=f"only these tasks ({', '.join(TASKS)}; default: all)")
+    g.add_argument("--no-ablations", action="store_true",
+                   help="skip the runs that put the reference's flaws back (the report shows them as missing)")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per tuned configuration")
+    g.add_argument("--seed", type=int, default=REFERENCE_SEED, help="first seed (the reference's)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", default=None, help="MNIST data root")
+    g = p.add_argument_group("output and runtime")
+    g.add_argument("--out", default="reports/reference", help="output folder for runs and report")
+    g.add_argument("--force", action="store_true", help="rerun finished runs")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--no-figures", action="store_true", help="skip per-run figures (the report still has its own)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_reproduce)
-

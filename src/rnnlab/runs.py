@@ -16,8 +16,18 @@ from torch import nn
 import rnnlab
 from rnnlab.errors import UserError
 from rnnlab.models import ModelConfig, build_model, count_parameters
-from rnnlab.records import RunRecord
+from rnnlab.records import RunRecord, error_detail
 from rnnlab.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
+
+MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
+
+
+def recurrent_parameters(cfg: ModelConfig) -> int:
+    """Parameters of the recurrent layers (the bulk of every model here), from the config alone."""
+    gates, h, d = {"rnn": 1, "gru": 3, "lstm": 4}[cfg.cell], cfg.hidden_size, cfg.directions
+    first = gates * h * (cfg.input_size + h + 2)  # input and hidden weights, two biases
+    later = gates * h * (d * h + h + 2)  # layers above read both directions of the one below
+    return d * (first + (cfg.num_layers - 1) * later)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,13 @@ class RunPlan:
     resume: bool = False
     quiet: bool = False
     tensorboard: bool = False  # also write TensorBoard event files under <run>/tensorboard
+
+    def __post_init__(self) -> None:
+        """Refuse a model too large to allocate now, before any data is loaded or file written."""
+        parameters = recurrent_parameters(self.model)
+        if parameters > MAX_PARAMETERS:
+            raise UserError(f"the model would have {parameters:,} parameters, more than {MAX_PARAMETERS:,}; "
+                            "choose a smaller --hidden or --layers")
 
     def config(self) -> dict:
         return {"task": self.task, "model_kind": self.model_kind, "model": self.model.to_dict(),
@@ -61,7 +78,9 @@ def open_record(plan: RunPlan) -> RunRecord:
         RunRecord(plan.out).remove_stale_temp_files()  # left by a writer that was killed
     if plan.resume and (plan.out / "config.json").is_file():
         record = RunRecord.open(plan.out)
-        if record.config() != plan.config():
+        saved = record.config()  # a record from before --backend/--precision: read as their defaults
+        saved = {**saved, "train": {"backend": "auto", "precision": "fp32", **saved.get("train", {})}}
+        if saved != plan.config():
             raise UserError(f"cannot resume {plan.out}: its config differs from this command's; "
                             "use --force to start over")
         return record
@@ -124,8 +143,8 @@ def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]
     try:
         model = build_model(payload["model_kind"], ModelConfig(**payload["model_config"]))
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0][:200]
-        raise UserError(f"checkpoint {which}.pt in {record.dir} does not fit its model ({first})") from None
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
+        raise UserError(f"checkpoint {which}.pt in {record.dir} does not fit its model "
+                        f"({error_detail(err)})") from None
     model.eval()
     return model, payload

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from rnnlab.backends import BACKENDS, PRECISIONS, use_backend
 from rnnlab.errors import UserError
-from rnnlab.records import RunRecord
+from rnnlab.records import RunRecord, error_detail
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -41,6 +42,8 @@ class TrainConfig:
     schedule: str = "constant"  # per-step learning-rate schedule
     seed: int = 2111
     eval_batch_size: int = 2000  # larger than training batches: no gradients kept
+    backend: str = "auto"  # recurrent layer: stock nn.*, compiled step loop, or auto (rnnlab.backends)
+    precision: str = "fp32"  # bf16: bfloat16 matmuls, float32 master weights (training and evaluation)
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +57,8 @@ class TrainConfig:
             (0 <= self.seed < 2**32, f"seed must be in 0..{2**32 - 1}, got {self.seed}"),
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -262,9 +267,8 @@ def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
         torch.set_rng_state(payload["torch_rng"])
         return FitState(**payload["fit_state"])
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise UserError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: it does not fit this run "
-                        f"({first}); use --force to start over") from None
+                        f"({error_detail(err, 160)}); use --force to start over") from None
 
 
 def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective: Objective,
@@ -277,6 +281,7 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     """
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * train.num_batches())
+    use_backend(model, cfg.backend, cfg.precision, train_steps=cfg.epochs * train.num_batches())
     state = FitState()
     if resume and record.has_checkpoint("last"):
         state = restore_last(record, model, optimizer, scheduler)
@@ -299,8 +304,9 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
             record.save_checkpoint("best", checkpoint_payload(model, meta, epoch))
         record.write_metrics(state.rows, state.timings)
         save_last(record, model, meta, optimizer, scheduler, state)
-        if on_epoch is not None:
-            on_epoch({**row, "seconds": seconds, "epochs": cfg.epochs})
+        if on_epoch is not None:  # a callback (building a model, say) must not shift training's
+            with torch.random.fork_rng(devices=[]):  # random stream: last.pt's RNG state is replayed
+                on_epoch({**row, "seconds": seconds, "epochs": cfg.epochs})
     if not record.has_checkpoint("best"):  # zero epochs: the initial weights are the best we have
         record.save_checkpoint("best", checkpoint_payload(model, meta, 0))
     return state

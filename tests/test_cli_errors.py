@@ -1,0 +1,57 @@
+"""Run folders are never overwritten by accident, and a damaged one is a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnnlab.cli import main
+
+RECALL = ["train", "recall", "--hidden", "3", "--train-size", "16", "--valid-size", "8", "--test-size", "8",
+          "--batch-size", "8", "--epochs", "1", "--threads", "1", "--quiet", "--no-figures"]
+ADDITION = ["train", "addition", "--hidden", "3", "--train-size", "16", "--test-pairs", "4",
+            "--eval-lengths", "2", "--eval-pairs", "2", "--batch-size", "8", "--epochs", "1",
+            "--threads", "1", "--quiet", "--no-figures"]
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("rnnlab: error: "), err
+    return err
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("argv,run_dir", [(RECALL, "hidden-3"), (ADDITION, "")], ids=["recall", "addition"])
+def test_an_existing_run_is_not_overwritten_without_force(argv, run_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 0
+    before = snapshot(out)
+    err = one_line_error([*argv, "--seed", "9", "--out", str(out)], capsys)
+    assert "already exists; pass --force to overwrite it or --resume to continue it" in err
+    assert snapshot(out) == before  # not a byte, not a timestamp changed
+    assert main([*argv, "--seed", "9", "--out", str(out), "--force"]) == 0
+    assert (out / run_dir / "config.json").read_text() != before[str(Path(run_dir, "config.json"))][0].decode()
+
+
+def test_a_folder_holding_other_files_is_not_a_place_for_a_run(tmp_path, capsys):
+    out = tmp_path / "thesis"
+    (out / "hidden-3").mkdir(parents=True)
+    (out / "hidden-3" / "notes.txt").write_text("do not lose me")
+    assert "already exists" in one_line_error([*RECALL, "--out", str(out)], capsys)
+    assert main([*RECALL, "--out", str(out), "--force"]) == 0
+    assert (out / "hidden-3" / "notes.txt").read_text() == "do not lose me"  # --force deletes only its own
+
+
+def test_a_damaged_config_json_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*ADDITION, "--out", str(out)]) == 0
+    (out / "config.json").write_text('{"task": "addi')
+    assert "config.json is not valid JSON" in one_line_error(["evaluate", str(out)], capsys)
+    assert "config.json is not valid JSON" in one_line_error([*ADDITION, "--out", str(out), "--resume"], capsys)
