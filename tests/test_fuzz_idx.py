@@ -74,7 +74,7 @@ def mutate(data: bytes, mutations, header_dims: int) -> bytes:
             # rewrite one header dimension with an extreme or off-by-one value
             dim = value % header_dims
             old = struct.unpack_from(">I", b, 4 + 4 * dim)[0]
-            new = [0, 1, old + 1, max(old - 1, 0), 2**31, 2**32 - 1][value % 6]
+            new = [0, 1, min(old + 1, 2**32 - 1), max(old - 1, 0), 2**31, 2**32 - 1][value % 6]
             struct.pack_into(">I", b, 4 + 4 * dim, new)
     return bytes(b)
 

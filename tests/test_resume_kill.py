@@ -78,8 +78,15 @@ def wait_for_rows(run: Path, rows: int, child: subprocess.Popen) -> list[dict]:
     raise AssertionError(f"no epoch {rows} within {CHILD_TIMEOUT_S}s")
 
 
-def epoch_seconds(run: Path) -> float:
-    return float((run / "timing.csv").read_text().splitlines()[1].split(",")[1])
+def first_epoch_seconds(run: Path) -> float:
+    """The run's epoch 1 wall time, from timing.csv (written just after metrics.jsonl)."""
+    path, deadline = run / "timing.csv", time.monotonic() + CHILD_TIMEOUT_S
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if len(lines) >= 2:
+            return float(lines[1].split(",")[1])
+        time.sleep(0.002)
+    raise AssertionError(f"no {path}")
 
 
 def resume(out: Path) -> None:
@@ -127,13 +134,15 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
 def kill_and_resume(reference: Path, out: Path, fraction: float = 0.5) -> dict:
     """Start training, kill -9 it ``fraction`` of an epoch after epoch 1 ended, resume, compare.
 
+    ``reference`` is the folder of the same run, never interrupted.
+
     Returns what happened (for the repeat bench); raises AssertionError on any difference.
     """
     child = start_child(out)
     run = run_folder(out)
     try:
         wait_for_rows(run, 1, child)
-        time.sleep(fraction * epoch_seconds(reference))
+        time.sleep(fraction * first_epoch_seconds(run))
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(CHILD_TIMEOUT_S) == -signal.SIGKILL
     finally:
