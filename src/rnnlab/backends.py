@@ -63,58 +63,76 @@ AUTO_MIN_TRAIN_GFLOP = 1_000.0  # total training work (3x forward matmul FLOPs) 
 # (and, for the GRU, that of ``hw`` into ``dhw_out``). ``carry`` (B, H) is carried
 # to the step before outside the matmul: the LSTM's dc, the GRU's z * dh.
 
+# tanh as a rational function (Eigen's fast float tanh, within 4e-7 of torch.tanh):
+# only multiply-adds and one division, which the compiled kernels vectorise far
+# better than the exp behind torch.tanh and torch.sigmoid (docs/benchmarks.md).
+TANH_CLAMP = 7.90531110763549805
+TANH_NUM = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+            -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)  # x^1, x^3, ..., x^13
+TANH_DEN = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)  # x^0..x^6
+
+
 def tanh(x: Tensor) -> Tensor:
-    """tanh as 2*sigmoid(2x) - 1: equal to within ~1e-7, and several times faster than
-    the vectorised tanh of the compiled CPU kernels (docs/benchmarks.md)."""
-    return 2 * torch.sigmoid(2 * x) - 1
+    x = x.clamp(-TANH_CLAMP, TANH_CLAMP)
+    x2 = x * x
+    num, den = TANH_NUM[-1], TANH_DEN[-1]
+    for a in TANH_NUM[-2::-1]:
+        num = num * x2 + a
+    for b in TANH_DEN[-2::-1]:
+        den = den * x2 + b
+    return x * num / den
 
 
-def put(out: Tensor, *parts: Tensor) -> None:
-    """Write ``parts`` (B, H) side by side into ``out`` (B, len(parts)*H), with no temporary."""
-    width = parts[0].shape[1]
-    for k, part in enumerate(parts):
-        out[:, k * width : (k + 1) * width].copy_(part)
+def sigmoid(x: Tensor) -> Tensor:
+    return 0.5 * tanh(0.5 * x) + 0.5
+
+
+def gates(pre: Tensor, count: int, hidden: int) -> Tensor:
+    """(B, G*H) -> (B, G, H), in float32: one gate per index of dim 1."""
+    return pre.float().view(-1, count, hidden)
 
 
 def lstm_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    i, f, g, o = pre.float().chunk(4, 1)  # (B, H) each: input, forget, cell, output gates
-    i, f, g, o = i.sigmoid(), f.sigmoid(), tanh(g), o.sigmoid()
+    a = gates(pre, 4, h_out.shape[1])
+    i, f, g, o = sigmoid(a[:, 0]), sigmoid(a[:, 1]), tanh(a[:, 2]), sigmoid(a[:, 3])  # input, forget, cell, output
     c = f * c_prev + i * g
     h = o * tanh(c)
     h_out.copy_(h)
     hx_out.copy_(h)
     c_out.copy_(c)
-    put(acts_out, i, f, g, o)
+    acts_out.view_as(a).copy_(torch.stack([i, f, g, o], 1))
 
 
 def lstm_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    i, f, g, o = acts.chunk(4, 1)
+    a = gates(acts, 4, dh.shape[1])
+    i, f, g, o = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
     tanh_c = tanh(c)
     dc = carry + dh * o * (1 - tanh_c * tanh_c)
-    put(dpre_out, dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
-        dh * tanh_c * o * (1 - o))
+    dpre_out.view_as(a).copy_(torch.stack([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                                           dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)], 1))
     carry.copy_(dc * f)
 
 
 def gru_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    x_r, x_z, x_n = pre.float().chunk(3, 1)  # (B, H) each: reset, update, new
-    h_r, h_z, h_n = (hw.float() + b_hh).chunk(3, 1)
-    r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
-    n = tanh(x_n + r * h_n)
+    H = h_out.shape[1]
+    x, hh = gates(pre, 3, H), gates(hw, 3, H) + b_hh.view(3, H)  # reset, update, new
+    r, z = sigmoid(x[:, 0] + hh[:, 0]), sigmoid(x[:, 1] + hh[:, 1])
+    n = tanh(x[:, 2] + r * hh[:, 2])
     h = (1 - z) * n + z * h_prev
     h_out.copy_(h)
     hx_out.copy_(h)
-    put(acts_out, r, z, n, h_n)
+    acts_out.view(-1, 4, H).copy_(torch.stack([r, z, n, hh[:, 2]], 1))
 
 
 def gru_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    r, z, n, h_n = acts.chunk(4, 1)
+    a = gates(acts, 4, dh.shape[1])
+    r, z, n, h_n = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
     dh = dh + carry  # the next step's direct path, z * h_prev
     dn = dh * (1 - z) * (1 - n * n)
     dz = dh * (h_prev - n) * z * (1 - z)
     dr = dn * h_n * r * (1 - r)
-    put(dpre_out, dr, dz, dn)
-    put(dhw_out, dr, dz, dn * r)
+    dpre_out.view(-1, 3, dh.shape[1]).copy_(torch.stack([dr, dz, dn], 1))
+    dhw_out.view(-1, 3, dh.shape[1]).copy_(torch.stack([dr, dz, dn * r], 1))
     carry.copy_(dh * z)
 
 
@@ -160,7 +178,9 @@ class Kernels:
     """The step kernels of one cell kind, compiled (lazily, on first call) or eager."""
 
     def __init__(self, kind: CellKind, compiled: bool):
-        wrap = (lambda f: torch.compile(f, dynamic=True, fullgraph=True)) if compiled else (lambda f: f)
+        # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
+        # the first time it changes (the last, smaller batch of an epoch)
+        wrap = (lambda f: torch.compile(f, fullgraph=True)) if compiled else (lambda f: f)
         self.step, self.step_back = wrap(kind.step), wrap(kind.step_back)
 
 
@@ -383,7 +403,8 @@ def warn(message: str) -> None:
     sys.stderr.write(f"rnnlab: warning: {message}\n")
 
 
-def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, log: Callable[[str], None] | None = None) -> Kernels | None:
+def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, batch: int = 8,
+                    log: Callable[[str], None] | None = None) -> Kernels | None:
     """The compiled kernels for ``rnn``'s cell, compiled (and timed) on first use; None
     when compiling fails (a one-line warning says why; the caller uses stock)."""
     mode = rnn.mode
@@ -393,13 +414,13 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, log: Callable[[str], No
         return None
     else:
         kernels = Kernels(CELL_KINDS[mode], compiled=True)
-    key = (mode, dtype, rnn.bidirectional, rnn.hidden_size)  # the kernels specialise on H
+    key = (mode, dtype, rnn.bidirectional, rnn.hidden_size, batch)  # the kernels specialise on H (and B)
     if key in _WARMED:
         return kernels
     started = time.perf_counter()
     try:  # a tiny forward and backward compiles every kernel this model will call
         with torch.random.fork_rng(devices=[]):  # without drawing from training's random stream
-            _probe(rnn, kernels, dtype)
+            _probe(rnn, kernels, dtype, batch)
     except Exception as err:  # any compiler failure means: use stock
         _KERNELS[mode] = None
         warn(f"torch.compile failed for {mode} ({type(err).__name__}: {error_line(err)}); using the stock backend")
@@ -413,10 +434,10 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, log: Callable[[str], No
 _WARMED: set = set()
 
 
-def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype) -> None:
+def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype, batch: int) -> None:
     extra = {"nonlinearity": rnn.nonlinearity} if rnn.mode.startswith("RNN") else {}
     probe = type(rnn)(rnn.input_size, rnn.hidden_size, bidirectional=rnn.bidirectional, batch_first=True, **extra)
-    x = torch.randn(5, 3, rnn.input_size, requires_grad=True)  # (B, T, F), small but not 1
+    x = torch.randn(batch, 3, rnn.input_size, requires_grad=True)  # (B, T=3, F): the real batch, few steps
     out, h_n = compiled_forward(probe, x, kernels, dtype)
     (out.sum() + h_n.sum()).backward()
 
@@ -429,8 +450,8 @@ class RecurrentRunner:
     """How one recurrent layer runs: backend and precision; called as ``runner(rnn, x, lengths)``.
 
     ``backend`` is ``stock``, ``compiled`` or ``auto``; ``auto`` decides at the first
-    full-length batch (see :func:`auto_compiles`). Batches with ``lengths`` always
-    run stock (packed sequences).
+    full-length training batch (see :func:`auto_compiles`). Batches with ``lengths``
+    (packed sequences) and forward passes without gradients always run stock.
     """
 
     def __init__(self, backend: str = "stock", precision: str = "fp32", train_steps: int | None = None,
@@ -442,7 +463,8 @@ class RecurrentRunner:
         self.resolved: str | None = None if backend == "auto" else backend  # set at the first batch
 
     def __call__(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None, stock: Callable):
-        if lengths is None and self.resolve(rnn, x) == "compiled":
+        # without gradients (evaluation) stock is the faster forward (docs/benchmarks.md)
+        if lengths is None and torch.is_grad_enabled() and self.resolve(rnn, x) == "compiled":
             try:
                 return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
             except Exception as err:  # a recompile for a new shape failed: stock from here on
@@ -467,7 +489,7 @@ class RecurrentRunner:
                     warn(f"the compiled backend does not support {reason}; using stock")
                 self.resolved = "stock"
                 return self.resolved
-            self.kernels = compile_kernels(rnn, DTYPES[self.precision], self.log)
+            self.kernels = compile_kernels(rnn, DTYPES[self.precision], x.shape[0], self.log)
             if self.kernels is None:
                 self.resolved = "stock"
         return self.resolved

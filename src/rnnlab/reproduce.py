@@ -141,11 +141,13 @@ def mnist_reference_experiment(name: str, quick: bool, seed: int) -> Experiment:
     task = {"dataset": "mnist", "num_valid": 10_000, "augment_shift": 0,
             "limit": QUICK_MNIST_EXAMPLES if quick else None}
     clip = 1.0 if cell == "rnn" else None  # the reference's RNN was unstable without it
+    # Adam 0.01 as the reference, decayed to 0 by a cosine: at a constant 0.01 the last
+    # epochs bounce (the reference's validation curves go down between epochs).
     train = TrainConfig(epochs=QUICK_EPOCHS if quick else epochs, batch_size=500, lr=0.01, clip=clip,
-                        seed=seed)
+                        schedule="cosine", seed=seed)
     model = ModelConfig(cell=cell, input_size=28, hidden_size=hidden, bidirectional=bidirectional)
     ref = reference.MNIST[name]
-    note = "h_n readout" + ("; gradient clipping 1.0" if clip else "")
+    note = "h_n readout; Adam 0.01 with cosine decay" + ("; gradient clipping 1.0" if clip else "")
     if ref is None:
         note += "; not run by the reference"
     return Experiment("mnist", name, mnist_label(cell, bidirectional), "reference", "classifier", model,
@@ -179,6 +181,13 @@ def mnist_ablations(quick: bool, seed: int) -> list[Experiment]:
             model=replace(base.model, readout="last_step"), role="ablation", baseline=name,
             flaw="bidirectional-readout", reference_curve=None,
             note="the reference's readout: the output at the last time step (flawed)"))
+    for name in ("lstm", "gru"):
+        base = mnist_reference_experiment(name, quick, seed)
+        ablations.append(replace(
+            base, name=f"{name}-constant-lr", label=f"{base.label}, constant lr",
+            train=replace(base.train, schedule="constant"), role="ablation", baseline=name,
+            flaw="constant-lr", reference_curve=None,
+            note="the reference's schedule: Adam at a constant 0.01 (no decay)"))
     base = mnist_reference_experiment("rnn", quick, seed)
     ablations.append(replace(
         base, name="rnn-no-clip", label="RNN, no gradient clipping", train=replace(base.train, clip=None),
@@ -190,16 +199,19 @@ def mnist_ablations(quick: bool, seed: int) -> list[Experiment]:
 def tuned_mnist(cell: str, bidirectional: bool, quick: bool, task: dict):
     """rnnlab's tuned MNIST recipe (the one place it is defined): (model, train, task, note).
 
-    Placeholder while the recipe is being tuned: wider, clipped, one-cycle schedule,
-    small random shifts.
+    Measured here (seed 2111): LSTM(128) 15 epochs 99.18% test; RNN(128) 15 epochs 97.6%
+    validation, so the vanilla RNNs get 20 epochs and smaller shifts (their capacity is
+    the limit, not overfitting).
     """
-    hidden = 128
+    gated = cell != "rnn"
+    hidden, epochs, shift = 128, (15 if gated else 20), (2 if gated else 1)
     model = ModelConfig(cell=cell, input_size=28, hidden_size=hidden, bidirectional=bidirectional,
-                        dropout=0.1 if cell != "rnn" else 0.0)
-    train = TrainConfig(epochs=QUICK_EPOCHS if quick else 20, batch_size=128,
-                        lr=3e-3 if cell != "rnn" else 1e-3, schedule="onecycle", clip=1.0)
-    task = {**task, "augment_shift": 0 if quick else 2}
-    note = f"hidden {hidden}, Adam one-cycle, clip 1.0, shifts up to 2 px, batch 128, 20 epochs"
+                        dropout=0.1 if gated else 0.0)
+    train = TrainConfig(epochs=QUICK_EPOCHS if quick else epochs, batch_size=128,
+                        lr=3e-3 if gated else 2e-3, schedule="onecycle", clip=1.0)
+    task = {**task, "augment_shift": 0 if quick else shift}
+    note = (f"hidden {hidden}, dropout {model.dropout}, Adam one-cycle peak {train.lr}, clip 1.0, "
+            f"random shifts up to {shift} px, batch 128, {epochs} epochs")
     return model, train, task, note
 
 

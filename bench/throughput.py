@@ -1,0 +1,236 @@
+"""Recurrent training and inference throughput on row-MNIST shapes (T=28, F=28).
+
+For each model (RNN, LSTM, GRU, one- and bidirectional) and each way of training it:
+
+- ``bare nn.*``: the module, a linear head on h_n, cross-entropy, Adam, on
+  pre-made (500, 28, 28) batches: the floor any trainer can only add to;
+- ``rnnlab <backend> <precision>``: ``rnnlab.train.train_one_epoch`` over
+  ``ShuffledBatches`` of a ``TensorDataset`` (shuffled batch gathering included),
+  with ``rnnlab.backends.use_backend``;
+- ``reference pipeline``: the exercise's way: a per-sample ``Dataset`` turning a
+  uint8 image into a normalised (28, 28) float tensor, a ``DataLoader`` at batch
+  500, the bare training step.
+
+Each method runs warm-up steps, then timed rounds taken in turns with the other
+methods of the same model; the fastest round counts, so load from other processes
+biases the ratios as little as it can. FLOPs count the matmuls only: forward
+2*B*T*G*H*(F+H) per layer and direction, training 3x forward.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnlab.backends import matmul_gflops, train_gflop, use_backend
+from rnnlab.models import ModelConfig, SequenceClassifier
+from rnnlab.train import (ClassificationObjective, ShuffledBatches, TensorDataset, evaluate,
+                          train_one_epoch)
+
+BATCH = 500
+EVAL_BATCH = 2000
+MEAN, STD = 0.1307, 0.3081
+MODELS = {  # name: (cell, hidden, bidirectional); the exercise's sizes
+    "LSTM": ("lstm", 100, False), "GRU": ("gru", 128, False), "RNN": ("rnn", 128, False),
+    "BiLSTM": ("lstm", 100, True), "BiGRU": ("gru", 128, True), "BiRNN": ("rnn", 128, True),
+}
+TRAINER_VARIANTS = (("stock", "fp32"), ("compiled", "fp32"), ("stock", "bf16"), ("compiled", "bf16"))
+
+
+@dataclass
+class MnistArrays:
+    images: np.ndarray  # (N, 28, 28) uint8
+    labels: np.ndarray  # (N,) int64
+    real: bool  # False: random stand-ins (MNIST not fetched)
+
+
+def mnist_train(limit: int = 20_000) -> MnistArrays:
+    """The first ``limit`` MNIST training images, or random ones of the same shape."""
+    try:
+        from rnnlab.data import load_dataset
+
+        arrays = load_dataset("mnist")
+        images, labels = np.asarray(arrays.train_images[:limit]), np.asarray(arrays.train_labels[:limit])
+        return MnistArrays(images.astype(np.uint8), labels.astype(np.int64), True)
+    except Exception:  # noqa: BLE001 - any failure to load: measure on stand-ins
+        rng = np.random.default_rng(0)
+        return MnistArrays(rng.integers(0, 256, (limit, 28, 28), dtype=np.uint8),
+                           rng.integers(0, 10, limit), False)
+
+
+def ceiling(threads: int, seconds: float) -> dict:
+    """The machine's matmul rate in GFLOP/s, float32 and bfloat16, at ``threads``."""
+    torch.set_num_threads(threads)
+    return {"threads": threads, "fp32": matmul_gflops(torch.float32, 2048, seconds),
+            "bf16": matmul_gflops(torch.bfloat16, 2048, seconds)}
+
+
+# -- the three ways of training -------------------------------------------------------
+class BareModel(nn.Module):
+    """``nn.*`` and a linear head on h_n: what every trainer here computes."""
+
+    def __init__(self, cell: str, hidden: int, bidirectional: bool):
+        super().__init__()
+        self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](
+            28, hidden, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), 10)
+
+    def forward(self, x):
+        _, h_n = self.rnn(x)
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (D, B, H)
+        return self.head(torch.cat(list(h_n), dim=-1))
+
+
+def bare_step(model: nn.Module, optimizer, x, y) -> None:
+    loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """The exercise's per-sample pipeline: uint8 (28, 28) -> normalised float (28, 28)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = torch.tensor(self.images[i], dtype=torch.float32) / 255.0
+        return (x - MEAN) / STD, int(self.labels[i])
+
+
+@dataclass
+class Method:
+    name: str
+    step: Callable[[int], int]  # runs n training steps, returns sequences done
+    infer: Callable[[], int] | None = None  # one inference pass, returns sequences done
+    compile_seconds: float = 0.0
+
+
+def forever(make: Callable[[int], Iterator]) -> Iterator:
+    return itertools.chain.from_iterable(make(epoch) for epoch in itertools.count(1))
+
+
+def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants, reference: bool) -> list[Method]:
+    x_all = (torch.from_numpy(data.images).float() / 255.0 - MEAN) / STD  # (N, 28, 28)
+    y_all = torch.from_numpy(data.labels)
+    methods = []
+
+    torch.manual_seed(0)
+    bare = BareModel(cell, hidden, bi)
+    bare_opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
+    batches = [(x_all[i : i + BATCH].contiguous(), y_all[i : i + BATCH]) for i in range(0, len(x_all) - BATCH + 1, BATCH)]
+    eval_x = x_all[:EVAL_BATCH].contiguous()
+
+    def bare_steps(n: int) -> int:
+        bare.train()
+        for k in range(n):
+            bare_step(bare, bare_opt, *batches[(bare_steps.at + k) % len(batches)])
+        bare_steps.at += n
+        return n * BATCH
+
+    bare_steps.at = 0
+
+    @torch.no_grad()
+    def bare_infer() -> int:
+        bare.eval()
+        bare(eval_x)
+        return EVAL_BATCH
+
+    methods.append(Method("bare nn.*", bare_steps, bare_infer))
+
+    dataset = TensorDataset(x_all, y_all)
+    objective = ClassificationObjective()
+    eval_batches = [dataset.batch(slice(0, EVAL_BATCH))]
+    for backend, precision in variants:
+        torch.manual_seed(0)
+        model = SequenceClassifier(ModelConfig(cell=cell, hidden_size=hidden, bidirectional=bi))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        use_backend(model, backend, precision, log=lambda _m: None)
+        stream = forever(ShuffledBatches(dataset, BATCH, seed=0).epoch_batches)
+
+        def steps(n: int, model=model, optimizer=optimizer, stream=stream) -> int:
+            train_one_epoch(model, itertools.islice(stream, n), objective, optimizer)
+            return n * BATCH
+
+        def infer(model=model) -> int:
+            evaluate(model, eval_batches, objective)
+            return EVAL_BATCH
+
+        started = time.perf_counter()
+        steps(1)  # the first step compiles (compiled backend)
+        method = Method(f"rnnlab {backend} {precision}", steps, infer, time.perf_counter() - started)
+        methods.append(method)
+
+    if reference:
+        torch.manual_seed(0)
+        ref = BareModel(cell, hidden, bi)
+        ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+        loader = torch.utils.data.DataLoader(ReferenceDataset(data.images, data.labels), batch_size=BATCH,
+                                             shuffle=True, drop_last=True)
+        ref_stream = forever(lambda _e: iter(loader))
+
+        def ref_steps(n: int) -> int:
+            ref.train()
+            for x, y in itertools.islice(ref_stream, n):
+                bare_step(ref, ref_opt, x, y)
+            return n * BATCH
+
+        methods.append(Method("reference pipeline", ref_steps))
+    return methods
+
+
+def measure(methods: list[Method], steps: int, rounds: int) -> list[dict]:
+    """Fastest of ``rounds`` timed rounds of ``steps`` training steps (and one inference
+    pass), the methods taken in turns."""
+    best_train = [math.inf] * len(methods)
+    best_infer = [math.inf] * len(methods)
+    for m in methods:  # warm-up
+        m.step(2)
+        if m.infer:
+            m.infer()
+    for _ in range(rounds):
+        for i, m in enumerate(methods):
+            started = time.perf_counter()
+            done = m.step(steps)
+            best_train[i] = min(best_train[i], (time.perf_counter() - started) / done)
+            if m.infer:
+                started = time.perf_counter()
+                done = m.infer()
+                best_infer[i] = min(best_infer[i], (time.perf_counter() - started) / done)
+    return [{"method": m.name, "train_seq_per_s": 1 / t, "infer_seq_per_s": (1 / s if math.isfinite(s) else None),
+             "compile_seconds": round(m.compile_seconds, 2)}
+            for m, t, s in zip(methods, best_train, best_infer, strict=True)]
+
+
+def run_models(names, threads: int, ceiling_gflops: dict, steps: int, rounds: int,
+               variants=TRAINER_VARIANTS, reference: bool = True, log=print) -> list[dict]:
+    torch.set_num_threads(threads)
+    data = mnist_train()
+    results = []
+    for name in names:
+        cell, hidden, bi = MODELS[name]
+        started = time.perf_counter()
+        rows = measure(make_methods(cell, hidden, bi, data, variants, reference), steps, rounds)
+        per_seq = train_gflop(cell, 1, 28, 28, hidden, 1, 2 if bi else 1)  # GFLOP per training sequence
+        for row in rows:
+            row["train_gflops"] = row["train_seq_per_s"] * per_seq
+            precision = "bf16" if row["method"].endswith("bf16") else "fp32"
+            row["train_share"] = row["train_gflops"] / ceiling_gflops[precision]
+            if row["infer_seq_per_s"]:
+                row["infer_gflops"] = row["infer_seq_per_s"] * per_seq / 3
+                row["infer_share"] = row["infer_gflops"] / ceiling_gflops[precision]
+        results.append({"model": name, "cell": cell, "hidden": hidden, "bidirectional": bi,
+                        "mnist": data.real, "rows": rows, "seconds": time.perf_counter() - started})
+        log(f"bench: {name} done in {time.perf_counter() - started:.0f}s")
+    return results
