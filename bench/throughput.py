@@ -31,8 +31,13 @@ from torch import nn
 
 from rnnlab.backends import matmul_gflops, train_gflop, use_backend
 from rnnlab.models import ModelConfig, SequenceClassifier
-from rnnlab.train import (ClassificationObjective, ShuffledBatches, TensorDataset, evaluate,
-                          train_one_epoch)
+from rnnlab.train import (
+    ClassificationObjective,
+    ShuffledBatches,
+    TensorDataset,
+    evaluate,
+    train_one_epoch,
+)
 
 BATCH = 500
 EVAL_BATCH = 2000
@@ -59,7 +64,7 @@ def mnist_train(limit: int = 20_000) -> MnistArrays:
         arrays = load_dataset("mnist")
         images, labels = np.asarray(arrays.train_images[:limit]), np.asarray(arrays.train_labels[:limit])
         return MnistArrays(images.astype(np.uint8), labels.astype(np.int64), True)
-    except Exception:  # noqa: BLE001 - any failure to load: measure on stand-ins
+    except Exception:  # any failure to load: measure on stand-ins
         rng = np.random.default_rng(0)
         return MnistArrays(rng.integers(0, 256, (limit, 28, 28), dtype=np.uint8),
                            rng.integers(0, 10, limit), False)

@@ -211,7 +211,7 @@ def test_bad_predict_inputs_are_one_line_errors(cli, trained, capsys, inputs, me
     (["--min-length", "5", "--max-length", "4"], "must be <= max-length"),
     (["--hidden", "2", "2"], "lists a size twice"),
     (["--train-size", "0"], "train-size must be >= 1"),
-    (["--hidden", "0"], "hidden-size must be >= 1"),
+    (["--hidden", "0"], "--hidden must be >= 1"),
 ])
 def test_bad_train_flags_are_one_line_errors(cli, tmp_path, capsys, flags, message):
     assert cli(["train", "recall", "--dry-run", "--quiet", "--out", str(tmp_path / "r"), *flags]) == 2

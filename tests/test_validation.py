@@ -41,10 +41,10 @@ def check(task: str, options: list[str], message: str, tmp_path: Path, capsys) -
 
 TOO_BIG = str(2**32)
 SHARED = [  # options every task shares (rnnlab/options.py): the model, optimisation, runtime
-    (["--hidden", "0"], "hidden-size must be >= 1, got 0"),
-    (["--hidden", "-5"], "hidden-size must be >= 1, got -5"),
+    (["--hidden", "0"], "--hidden must be >= 1, got 0"),
+    (["--hidden", "-5"], "--hidden must be >= 1, got -5"),
     (["--hidden", "1000000"], "parameters, more than 1,073,741,824; choose a smaller --hidden"),
-    (["--layers", "0"], "num-layers must be >= 1, got 0"),
+    (["--layers", "0"], "--layers must be >= 1, got 0"),
     (["--layers", "100000", "--hidden", "10000"], "choose a smaller --hidden or --layers"),
     (["--dropout", "-0.1"], "dropout must be in [0, 1), got -0.1"),
     (["--dropout", "1"], "dropout must be in [0, 1), got 1.0"),
@@ -103,7 +103,7 @@ RECALL = [
     (["--valid-size", "0"], "valid-size must be >= 1, got 0"),
     (["--test-size", "-3"], "test-size must be >= 1, got -3"),
     (["--hidden", "4", "4"], "--hidden lists a size twice: 4 4"),
-    (["--hidden", "4", "0"], "hidden-size must be >= 1, got 0"),
+    (["--hidden", "4", "0"], "--hidden must be >= 1, got 0"),
     (["--data", "random"], "argument --data: invalid choice: 'random'"),
 ]
 ADDITION = [

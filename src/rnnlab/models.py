@@ -35,13 +35,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name in ("input_size", "hidden_size", "num_layers", "num_outputs"):
+        flags = {"input_size": "input size", "hidden_size": "--hidden", "num_layers": "--layers",
+                 "num_outputs": "number of outputs"}
+        for name, flag in flags.items():
             if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
         if self.readout not in READOUTS:
             raise UserError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def directions(self) -> int:

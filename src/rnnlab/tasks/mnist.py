@@ -95,11 +95,18 @@ class MnistSplits:
     test: TensorDataset
 
 
-@functools.lru_cache(maxsize=1)  # reproduce trains many models on the same split in one process
 def load_splits(task: MnistTaskConfig, seed: int, data_dir: str | None) -> MnistSplits:
-    from rnnlab.data import default_data_root, load_dataset, train_valid_split
+    from rnnlab.data import default_data_root
 
-    arrays = load_dataset(task.dataset, Path(data_dir) if data_dir else default_data_root())
+    # resolved here, so the cache below never serves one data root's images for another
+    return load_splits_from(task, seed, Path(data_dir) if data_dir else default_data_root())
+
+
+@functools.lru_cache(maxsize=1)  # reproduce trains many models on the same split in one process
+def load_splits_from(task: MnistTaskConfig, seed: int, data_root: Path) -> MnistSplits:
+    from rnnlab.data import load_dataset, train_valid_split
+
+    arrays = load_dataset(task.dataset, data_root)
     train_idx, valid_idx = train_valid_split(arrays.train_images.shape[0], task.num_valid, seed)
     test_x, test_y = arrays.test_images, arrays.test_labels
     if task.limit is not None:
@@ -199,8 +206,8 @@ def evaluate_run(record: RunRecord, args: argparse.Namespace) -> dict:
     task = MnistTaskConfig(**config["task_config"])
     if getattr(args, "dry_run", False):
         task = MnistTaskConfig(**{**asdict(task), "limit": DRY_RUN_EXAMPLES})
+    model, _ = load_model(record, "best")  # a bad checkpoint is refused before the data loads
     splits = load_splits(task, config["train"]["seed"], getattr(args, "data_dir", None))
-    model, _ = load_model(record, "best")
     batches = splits.test.in_order(config["train"]["eval_batch_size"])
     return evaluate(model, batches, ClassificationObjective())
 

@@ -1,0 +1,218 @@
+"""rnnlab's benchmark suite, in one process: ``python -m bench [--quick] [--out DIR]``.
+
+Sections (``--quick`` keeps the LSTM rows and the synthetic tasks, about 2 minutes):
+
+1. the machine: CPU, cores, torch, threads, load, float32 / bfloat16 matmul ceiling;
+2. recurrent throughput on row-MNIST shapes (bench/throughput.py): bare ``nn.*``,
+   rnnlab's trainer per backend and precision, the reference-style DataLoader
+   pipeline; sequences/s, GFLOP/s, share of the ceiling, and the ratios the issues
+   ask for;
+3. the synthetic tasks, batch-1 against batched (bench/recall_throughput.py and
+   bench/addition_throughput.py, when present);
+4. full run only: 1 against 2 threads with one core busy (bench/threads.py), and
+   the tuned LSTM's time to 98.5% test accuracy in float32 and bfloat16
+   (bench/accuracy.py).
+
+Writes ``bench.md`` and ``bench.json`` into ``--out`` (default bench/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import accuracy, threads, throughput
+from rnnlab.backends import AUTO_MIN_TRAIN_GFLOP, train_gflop
+
+ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
+ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
+ISSUE8_SHARE = 0.55  # of the float32 matmul ceiling
+SYNTHETIC = ("recall_throughput", "addition_throughput")
+
+
+def machine(threads_used: int) -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    with contextlib.suppress(OSError, StopIteration):
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "logical_cpus": os.cpu_count(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
+            "torch": torch.__version__, "python": platform.python_version(), "threads": threads_used,
+            "load_at_start": os.getloadavg()}
+
+
+def synthetic(threads_used: int, log) -> dict:
+    results = {}
+    for name in SYNTHETIC:
+        if not (Path(__file__).parent / f"{name}.py").is_file():
+            results[name] = {"skipped": "script not present"}
+            continue
+        started = time.perf_counter()
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            result = module.run(threads_used)
+            result["markdown"] = module.markdown(result) if hasattr(module, "markdown") else None
+        except Exception as err:  # another engineer's script: report, do not abort the suite
+            result = {"error": f"{type(err).__name__}: {err}"}
+        result["bench_seconds"] = time.perf_counter() - started
+        results[name] = result
+        torch.set_num_threads(threads_used)  # the scripts set their own
+        log(f"bench: {name} done in {result['bench_seconds']:.0f}s")
+    return results
+
+
+def auto_choice(model: dict) -> str:
+    """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
+    steps = 7 * 100
+    work = steps * train_gflop(model["cell"], 500, 28, 28, model["hidden"], 1, 2 if model["bidirectional"] else 1)
+    return "compiled" if work >= AUTO_MIN_TRAIN_GFLOP else "stock"
+
+
+def summarise(models: list[dict]) -> dict:
+    """The ratios the issues ask for, per model."""
+    out = {}
+    for m in models:
+        rows = {r["method"]: r for r in m["rows"]}
+        bare = rows["bare nn.*"]["train_seq_per_s"]
+        default = rows.get(f"rnnlab {auto_choice(m)} fp32") or rows["rnnlab stock fp32"]
+        entry = {"default_backend": auto_choice(m),
+                 "stock_trainer_over_bare": rows["rnnlab stock fp32"]["train_seq_per_s"] / bare,
+                 "default_over_bare": default["train_seq_per_s"] / bare,
+                 "default_share_of_fp32_ceiling": default["train_share"]}
+        if "reference pipeline" in rows:
+            entry["default_over_reference"] = default["train_seq_per_s"] / rows["reference pipeline"]["train_seq_per_s"]
+        best = max(m["rows"], key=lambda r: r["train_seq_per_s"])
+        entry["fastest"] = best["method"]
+        out[m["model"]] = entry
+    return out
+
+
+def fmt(value, spec=",.0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(result: dict) -> str:
+    mc, ceil = result["machine"], result["ceiling"]
+    lines = ["# rnnlab benchmark", "",
+             f"Machine: {mc['cpu']}, {mc['cores']} cores available, torch {mc['torch']}, "
+             f"{mc['threads']} threads; load average at start {mc['load_at_start'][0]:.2f}, "
+             f"at end {result['load_at_end'][0]:.2f}. Mode: {'quick' if result['quick'] else 'full'}; "
+             f"{result['seconds']:.0f}s in all.", "",
+             f"Matmul ceiling (2048x2048, {ceil['threads']} threads): float32 {ceil['fp32']:.0f} GFLOP/s, "
+             f"bfloat16 {ceil['bf16']:.0f} GFLOP/s.", "",
+             "## Recurrent throughput, row-MNIST shapes (T=28, F=28, batch 500; inference batch 2000)", "",
+             "| model | method | train seq/s | train GFLOP/s | share of ceiling | infer seq/s | "
+             "first step (compile) s |", "|---|---|---:|---:|---:|---:|---:|"]
+    for m in result["models"]:
+        label = f"{m['model']} ({m['hidden']})"
+        for r in m["rows"]:
+            lines.append(f"| {label} | {r['method']} | {fmt(r['train_seq_per_s'])} | {r['train_gflops']:.0f} | "
+                         f"{100 * r['train_share']:.0f}% | {fmt(r['infer_seq_per_s'])} | {r['compile_seconds']:.1f} |")
+    if not result["models"][0]["mnist"]:
+        lines += ["", "(MNIST not fetched: random stand-in images of the same shape.)"]
+    lines += ["", "| model | auto picks | stock trainer / bare | default / bare | default share of fp32 ceiling | "
+                  "default / reference pipeline | fastest |", "|---|---|---:|---:|---:|---:|---|"]
+    for name, s in result["summary"].items():
+        lines.append(f"| {name} | {s['default_backend']} | {s['stock_trainer_over_bare']:.2f} | "
+                     f"{s['default_over_bare']:.2f} | {100 * s['default_share_of_fp32_ceiling']:.0f}% | "
+                     f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} |")
+    lstm = result["summary"].get("LSTM")
+    if lstm:
+        lines += ["", "Targets for LSTM(100): stock trainer / bare "
+                  f"{lstm['stock_trainer_over_bare']:.2f} (issue 3: >= {ISSUE3_TRAINER_RATIO}); default / bare "
+                  f"{lstm['default_over_bare']:.2f} (issue 8: >= {ISSUE8_SPEEDUP}); default share of the float32 "
+                  f"ceiling {100 * lstm['default_share_of_fp32_ceiling']:.0f}% (issue 8: >= {100 * ISSUE8_SHARE:.0f}%); "
+                  f"default / reference pipeline {fmt(lstm.get('default_over_reference'), '.2f')} (issue 8: >= 1)."]
+    lines += ["", "## Synthetic tasks: batch-1 against batched", ""]
+    for name, r in result["synthetic"].items():
+        if r.get("markdown"):
+            lines += [r["markdown"], ""]
+        else:
+            lines += [f"{name}: {r.get('skipped') or r.get('error')}", ""]
+    if "threads" in result:
+        lines += ["## Threads: 1 against 2, idle and with one core busy", "",
+                  f"{result['threads']['workload']}; each in a fresh process.", "",
+                  "| backend | threads | other load | seq/s |", "|---|---:|---|---:|"]
+        for r in result["threads"]["rows"]:
+            lines.append(f"| {r['backend']} | {r['threads']} | {'one busy core' if r['busy_core'] else 'none'} | "
+                         f"{r['seq_per_s']:,.0f} |")
+        lines.append("")
+    if "accuracy" in result:
+        acc = result["accuracy"]
+        lines += [f"## Tuned LSTM(128) on row-MNIST: time to {100 * acc['target']:.1f}% test accuracy", "",
+                  "Adam 5e-3, cosine over the run, clip 1.0, batch 256, seed 2111; test accuracy after each "
+                  "epoch (not timed); training seconds include compiling.", "",
+                  "| backend (resolved) | precision | epochs | reached target at | final test accuracy | "
+                  "training seconds |", "|---|---|---:|---|---:|---:|"]
+        for r in acc["runs"]:
+            reached = r["reached_target"]
+            when = f"epoch {reached['epoch']}, {reached['train_seconds']:.0f}s" if reached else "not reached"
+            lines.append(f"| {r['backend']} ({r['resolved']}) | {r['precision']} | {r['epochs']} | {when} | "
+                         f"{100 * r['final_test_accuracy']:.2f}% | {r['rows'][-1]['train_seconds']:.0f} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="LSTM rows and synthetic tasks only (~2 min)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder for bench.md and bench.json")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the measurements")
+    parser.add_argument("--models", nargs="+", choices=list(throughput.MODELS), default=None,
+                        help="models of the throughput table (default: all; --quick: LSTM)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of each tuned-LSTM run")
+    parser.add_argument("--skip", nargs="+", default=[], choices=["synthetic", "threads", "accuracy"],
+                        help="sections to leave out")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    result: dict = {"quick": args.quick, "machine": machine(args.threads)}
+    result["ceiling"] = throughput.ceiling(args.threads, 0.5 if args.quick else 1.5)
+    log(f"bench: ceiling fp32 {result['ceiling']['fp32']:.0f}, bf16 {result['ceiling']['bf16']:.0f} GFLOP/s")
+    names = args.models or (["LSTM"] if args.quick else list(throughput.MODELS))
+    steps, rounds = (4, 2) if args.quick else (6, 3)
+    result["models"] = throughput.run_models(names, args.threads, result["ceiling"], steps, rounds, log=log)
+    result["summary"] = summarise(result["models"])
+    if "synthetic" not in args.skip:
+        result["synthetic"] = synthetic(args.threads, log)
+    else:
+        result["synthetic"] = {}
+    if not args.quick and "threads" not in args.skip:
+        result["threads"] = threads.run(log=log)
+    if not args.quick and "accuracy" not in args.skip:
+        torch.set_num_threads(args.threads)
+        result["accuracy"] = accuracy.run(args.epochs, log=log)
+    result["load_at_end"] = os.getloadavg()
+    result["seconds"] = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (out / "bench.md").write_text(text)
+    (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
+    print(text)
+    log(f"bench: wrote {out / 'bench.md'} and {out / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The compiled backend against ``nn.RNN/LSTM/GRU`` with the same weights.
+
+Most tests run the hand-written loop with eager (uncompiled) step kernels: the same
+code path and arithmetic, in milliseconds. ``test_compiled_kernels_match_stock``
+compiles them for real (a few seconds per cell)."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from rnnlab import backends
+from rnnlab.backends import CELL_KINDS, Kernels, compiled_forward, use_backend
+from rnnlab.errors import UserError
+from rnnlab.models import ModelConfig, PerStepModel, SequenceClassifier, final_hidden
+from rnnlab.train import TrainConfig
+
+MODULES = {"LSTM": (nn.LSTM, {}), "GRU": (nn.GRU, {}), "RNN_TANH": (nn.RNN, {}),
+           "RNN_RELU": (nn.RNN, {"nonlinearity": "relu"})}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_kernel_cache(monkeypatch):
+    monkeypatch.setattr(backends, "_KERNELS", {})
+    monkeypatch.setattr(backends, "_WARMED", set())
+
+
+@pytest.fixture
+def eager_kernels(monkeypatch):
+    """compile_kernels hands out eager kernels: the backend's wiring without compile time."""
+    monkeypatch.setattr(backends, "compile_kernels",
+                        lambda rnn, dtype, batch=8, log=None: Kernels(CELL_KINDS[rnn.mode], compiled=False))
+
+
+def stock_and_compiled(mode, bidirectional, layers, kernels, dtype=torch.float32, batch=4, steps=7):
+    """Outputs, h_n and every gradient of ``nn.*`` and of the compiled path, same weights."""
+    torch.manual_seed(0)
+    cls, extra = MODULES[mode]
+    rnn = cls(6, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True, **extra)
+    x = torch.randn(batch, steps, 6, requires_grad=True)
+    results = []
+    for run in ("stock", "compiled"):
+        x.grad = None
+        rnn.zero_grad()
+        if run == "stock":
+            out, h_n = rnn(x)
+            h_n = final_hidden(h_n)
+        else:
+            out, h_n = compiled_forward(rnn, x, kernels, dtype)
+        g_out, g_h = torch.linspace(-1, 1, out.numel()).view_as(out), torch.linspace(1, -1, h_n.numel()).view_as(h_n)
+        ((out * g_out).sum() + (h_n * g_h).sum()).backward()
+        grads = {name: p.grad.clone() for name, p in rnn.named_parameters()}
+        results.append((out.detach(), h_n.detach(), x.grad.clone(), grads))
+    return results
+
+
+@pytest.mark.parametrize("mode,bidirectional,layers",
+                         list(itertools.product(MODULES, [False, True], [1, 2])))
+def test_step_loop_matches_stock(mode, bidirectional, layers):
+    kernels = Kernels(CELL_KINDS[mode], compiled=False)
+    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(mode, bidirectional, layers, kernels)
+    torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h_n2, h_n, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dx2, dx, atol=1e-5, rtol=1e-4)
+    assert grads2.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads2[name], grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+def test_compiled_kernels_match_stock(mode):
+    """torch.compile'd kernels (inductor, C++): same results as nn.* in float32."""
+    kernels = Kernels(CELL_KINDS[mode], compiled=True)
+    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(mode, True, 2, kernels)
+    torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h_n2, h_n, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dx2, dx, atol=1e-5, rtol=1e-4)
+    for name in grads:
+        torch.testing.assert_close(grads2[name], grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_bf16_close_to_fp32(mode):
+    kernels = Kernels(CELL_KINDS[mode], compiled=False)
+    (out, h_n, _, grads), (out2, h_n2, _, grads2) = stock_and_compiled(mode, True, 1, kernels, torch.bfloat16)
+    assert out2.dtype == torch.float32  # bfloat16 matmuls, float32 results and state
+    torch.testing.assert_close(out2, out, atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(h_n2, h_n, atol=3e-2, rtol=3e-2)
+    for name in grads:
+        torch.testing.assert_close(grads2[name], grads[name], atol=5e-2, rtol=5e-2, msg=name)
+
+
+def test_fast_tanh_and_sigmoid():
+    x = torch.linspace(-30, 30, 100_001)
+    assert (backends.tanh(x) - torch.tanh(x)).abs().max() < 1e-6
+    assert (backends.sigmoid(x) - torch.sigmoid(x)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_state_dicts_do_not_depend_on_the_backend(cell, eager_kernels):
+    cfg = ModelConfig(cell=cell, hidden_size=8, bidirectional=True, num_layers=2)
+    torch.manual_seed(0)
+    stock = SequenceClassifier(cfg)
+    fast = SequenceClassifier(cfg)
+    use_backend(fast, "compiled")
+    assert list(fast.state_dict()) == list(stock.state_dict())
+    fast.load_state_dict(stock.state_dict())
+    x = torch.randn(3, 5, 28)
+    torch.testing.assert_close(fast(x), stock(x), atol=1e-5, rtol=1e-4)  # training mode: grads on
+    assert backends.runner_of(fast.rnn).resolved == "compiled"
+    stock.load_state_dict(fast.state_dict())
+
+
+def test_variable_lengths_run_stock(eager_kernels):
+    """Packed batches are the stock module's: the compiled loop never sees padding."""
+    cfg = ModelConfig(cell="lstm", input_size=3, hidden_size=6, bidirectional=True, num_outputs=1)
+    torch.manual_seed(0)
+    model = PerStepModel(cfg)
+    reference = PerStepModel(cfg)
+    reference.load_state_dict(model.state_dict())
+    use_backend(model, "compiled")
+    x, lengths = torch.randn(4, 9, 3), torch.tensor([9, 4, 1, 7])
+    torch.testing.assert_close(model(x, lengths), reference(x, lengths))
+    full = model(x)  # a full-length batch does take the compiled path
+    torch.testing.assert_close(full, reference(x), atol=1e-5, rtol=1e-4)
+
+
+def test_evaluation_runs_stock(eager_kernels, monkeypatch):
+    model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
+    use_backend(model, "compiled")
+    calls = []
+    monkeypatch.setattr(backends, "compiled_forward", lambda *a: calls.append(1))
+    with torch.no_grad():
+        model(torch.randn(2, 5, 28))
+    assert calls == []
+
+
+def test_compile_failure_falls_back_to_stock(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(backends, "_probe", broken)
+    torch.manual_seed(0)
+    model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    reference = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    reference.load_state_dict(model.state_dict())
+    use_backend(model, "compiled")
+    x = torch.randn(3, 5, 28)
+    torch.testing.assert_close(model(x), reference(x))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no C++ compiler" in err and "stock" in err
+    assert backends.runner_of(model.rnn).resolved == "stock"
+
+
+def test_auto_rule():
+    small, big = nn.LSTM(28, 8, batch_first=True), nn.LSTM(28, 100, batch_first=True)
+    batch = torch.empty(500, 28, 28)
+    assert not backends.auto_compiles(small, batch, train_steps=700)  # narrow: stock
+    assert not backends.auto_compiles(big, batch, train_steps=3)  # a dry run: compiling never pays
+    assert not backends.auto_compiles(big, batch, train_steps=None)
+    assert backends.auto_compiles(big, batch, train_steps=700)  # 7 MNIST epochs at batch 500
+    assert not backends.auto_compiles(nn.LSTM(28, 100, proj_size=10, batch_first=True), batch, 700)
+
+
+def test_bf16_stock_is_autocast():
+    torch.manual_seed(0)
+    model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
+    x = torch.randn(3, 5, 28)
+    expected = model(x)
+    use_backend(model, "stock", "bf16")
+    got = model(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=3e-2, rtol=3e-2)
+    use_backend(model, "stock", "fp32")  # removes the runner
+    assert backends.runner_of(model.rnn) is None
+
+
+def test_unknown_choices_fail_loudly():
+    with pytest.raises(UserError, match="auto, stock, compiled"):
+        TrainConfig(backend="cuda")
+    with pytest.raises(UserError, match="fp32, bf16"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(UserError, match="auto, stock, compiled"):
+        use_backend(SequenceClassifier(ModelConfig()), "fast")
+
+
+def test_train_flags_reach_the_config():
+    from rnnlab.cli import build_parser
+    from rnnlab.options import train_config_from_args
+
+    args = build_parser().parse_args(["train", "mnist", "--backend", "compiled", "--precision", "bf16"])
+    cfg = train_config_from_args(args)
+    assert (cfg.backend, cfg.precision) == ("compiled", "bf16")
+    args = build_parser().parse_args(["train", "mnist"])
+    assert (train_config_from_args(args).backend, train_config_from_args(args).precision) == ("auto", "fp32")
+
+
+def test_gflop_count():
+    # LSTM(100) on 28x28 rows: 2*B*T*4H*(F+H) forward, 3x that to train
+    assert backends.train_gflop("lstm", 500, 28, 28, 100) == pytest.approx(3 * 2 * 500 * 28 * 400 * 128 / 1e9)
+    assert backends.train_gflop("gru", 1, 28, 28, 8, layers=2, directions=2) == pytest.approx(
+        3 * 2 * 2 * 28 * 24 * ((28 + 8) + (16 + 8)) / 1e9)
