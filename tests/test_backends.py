@@ -68,6 +68,7 @@ def test_step_loop_matches_stock(mode, bidirectional, layers):
         torch.testing.assert_close(grads2[name], grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.slow  # compiles with inductor: 5-20 s per cell on a shared 2-core machine
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
 def test_compiled_kernels_match_stock(mode):
     """torch.compile'd kernels (inductor, C++): same results as nn.* in float32."""

@@ -1,26 +1,29 @@
 """Training backends for the recurrent layer: PyTorch's own ``nn.RNN/LSTM/GRU``
-(``stock``) or a hand-written step loop whose pointwise work is fused by
+(``stock``) or a hand-written step loop whose gate arithmetic is fused by
 ``torch.compile`` (``compiled``), each in float32 or bfloat16 (``--precision``).
 
 The compiled path keeps the ``nn.*`` module and its parameters (``weight_ih_l0``,
 ``weight_hh_l0_reverse``, ...), so state dicts and checkpoints do not depend on the
-backend; it only replaces how a forward and backward pass are computed:
+backend; it replaces how a training step's forward and backward are computed
+(:class:`_RecurrentLayer`, one autograd function per layer, both directions):
 
-- the input projection of every time step, for both directions, is one matmul,
-  ``(T*B, F) @ (F, D*G*H)``;
-- each step is one small matmul ``h @ W_hh^T`` and one compiled kernel that does
-  all the gate arithmetic and writes ``h``, ``c`` and the activations that the
-  backward pass needs straight into preallocated (T, B, ...) buffers;
-- the backward pass is hand-written (:class:`_RecurrentLayer`): per step one
-  kernel and one ``dgates @ W_hh``; the weight gradients of all steps are then
-  two big matmuls, ``dgates^T @ x`` and ``dgates^T @ h_prev``, instead of T small
-  ones.
+- forward, per step: one matmul ``[x_t, 1, h_{t-1}] @ [W_ih | b | W_hh]^T`` (the
+  GRU: ``h_{t-1} @ W_hh^T``, its input part for all steps in one matmul before the
+  loop), then one compiled kernel for all the gate arithmetic, which writes h, c
+  and the activations the backward pass needs straight into preallocated
+  (T, B, ...) buffers; the step inputs ``[x_t, 1, h_{t-1}]`` of all steps live in
+  one buffer (:class:`Layout`);
+- backward, per step: one kernel and one matmul ``dpre @ W_hh``; then every weight
+  and bias gradient of all steps in one matmul per direction, ``dpre^T @ [x, 1, h]``,
+  instead of T small ones and a separate bias sum.
 
-What it does not cover, and hands to the stock module instead: variable-length
-batches (``lengths`` given: packed sequences), an initial state other than zeros,
-LSTM projections. bfloat16 (``precision="bf16"``) runs the matmuls in bfloat16 and
-keeps the gate arithmetic, the cell state and the master weights in float32; for
-the stock module it is ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+What it does not cover, and hands to the stock module: variable-length batches
+(``lengths`` given: packed sequences), forward passes without gradients (stock is
+the faster forward: docs/benchmarks.md), LSTM projections, ``bias=False``; the
+initial state is always zero, as rnnlab's models use it. bfloat16
+(``precision="bf16"``) runs the matmuls in bfloat16 and keeps the gate arithmetic,
+h and c, and the master weights in float32; for the stock module it is
+``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 :func:`use_backend` attaches a :class:`RecurrentRunner` to every recurrent layer
 of a model; :func:`rnnlab.models.run_recurrent` calls it when present.
@@ -58,10 +61,12 @@ AUTO_MIN_TRAIN_GFLOP = 1_000.0  # total training work (3x forward matmul FLOPs) 
 # input), and what the backward pass needs into ``c_out`` and ``acts_out``;
 # compiled, those writes land in place, in the preallocated (T, B, ...) buffers.
 #
-# A backward kernel gets ``dh`` (B, H), the gradient of this step's h from above and
-# from the next step's matmul, and writes the gradient of ``pre`` into ``dpre_out``
-# (and, for the GRU, that of ``hw`` into ``dhw_out``). ``carry`` (B, H) is carried
-# to the step before outside the matmul: the LSTM's dc, the GRU's z * dh.
+# A backward kernel gets the two parts of the gradient of this step's h (B, H): from
+# the next step, through its matmul (``dh_next``), and from the layer output
+# (``dout``); it writes the gradient of ``pre`` into ``dpre_out`` (and, for the GRU,
+# that of ``hw`` into ``dhw_out``), in the matmul dtype, since they only feed
+# matmuls. ``carry`` (B, H) goes to the step before outside the matmul: the LSTM's
+# dc, the GRU's z * dh.
 
 # tanh as a rational function (Eigen's fast float tanh, within 4e-7 of torch.tanh):
 # only multiply-adds and one division, which the compiled kernels vectorise far
@@ -103,7 +108,8 @@ def lstm_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
     acts_out.view_as(a).copy_(torch.stack([i, f, g, o], 1))
 
 
-def lstm_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+def lstm_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dh = dh_next.float() + dout
     a = gates(acts, 4, dh.shape[1])
     i, f, g, o = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
     tanh_c = tanh(c)
@@ -124,10 +130,10 @@ def gru_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
     acts_out.view(-1, 4, H).copy_(torch.stack([r, z, n, hh[:, 2]], 1))
 
 
-def gru_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+def gru_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dh = dh_next.float() + dout + carry  # carry: the next step's direct path, z * h_prev
     a = gates(acts, 4, dh.shape[1])
     r, z, n, h_n = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-    dh = dh + carry  # the next step's direct path, z * h_prev
     dn = dh * (1 - z) * (1 - n * n)
     dz = dh * (h_prev - n) * z * (1 - z)
     dr = dn * h_n * r * (1 - r)
@@ -142,8 +148,8 @@ def rnn_tanh_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out)
     hx_out.copy_(h)
 
 
-def rnn_tanh_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dpre_out.copy_(dh * (1 - h * h))
+def rnn_tanh_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dpre_out.copy_((dh_next.float() + dout) * (1 - h * h))
 
 
 def rnn_relu_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
@@ -152,8 +158,8 @@ def rnn_relu_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out)
     hx_out.copy_(h)
 
 
-def rnn_relu_step_back(dh, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dpre_out.copy_(dh * (h > 0))
+def rnn_relu_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
+    dpre_out.copy_((dh_next.float() + dout) * (h > 0))
 
 
 @dataclass(frozen=True)
@@ -296,48 +302,42 @@ class _RecurrentLayer(torch.autograd.Function):
         B, GH, A = out.shape[1], kind.gates * H, kind.saved * H
         w_back = [w.to(dtype) for w in w_hh]  # (G*H, H)
         dout = dout.float().contiguous()
-        dpre = out.new_empty(T, B, D * GH)
-        dhw = out.new_empty(T, B, D * GH) if kind.split else dpre  # what multiplies W_hh
+        dpre = out.new_empty(T, B, D * GH, dtype=dtype)
+        dhw = out.new_empty(T, B, D * GH, dtype=dtype) if kind.split else dpre  # what multiplies W_hh
         zero = out.new_zeros(B, D * H)
+        no_dh = out.new_zeros(B, H, dtype=dtype)  # nothing comes from after the last step
         for d in range(D):
             hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
             steps = list(_steps(d, T))
             carry = out.new_zeros(B, H)
             for k in range(T - 1, -1, -1):
                 t, prev = steps[k], (steps[k - 1] if k > 0 else None)
-                if k == T - 1:
-                    dh = dout[t, :, hs]
-                elif dtype == torch.float32:  # through h_t's use in the next step, plus its own output
-                    dh = torch.addmm(dout[t, :, hs], dhw[steps[k + 1], :, gs], w_back[d])
-                else:
-                    dh = dout[t, :, hs] + torch.mm(dhw[steps[k + 1], :, gs].to(dtype), w_back[d])
-                kernels.step_back(dh, acts[t, :, ss] if A else None, out[t, :, hs],
+                dh_next = no_dh if k == T - 1 else torch.mm(dhw[steps[k + 1], :, gs], w_back[d])
+                kernels.step_back(dh_next, dout[t, :, hs], acts[t, :, ss] if A else None, out[t, :, hs],
                                   out[prev, :, hs] if prev is not None else zero[:, hs],
                                   (c[prev, :, hs] if prev is not None else zero[:, hs]) if c is not None else None,
                                   c[t, :, hs] if c is not None else None, carry,
                                   dpre[t, :, gs], dhw[t, :, gs] if kind.split else None)
-        steps_in = xh[1 : T + 1]  # (T, B, C): every step's matmul input
-        dpre_lp = dpre.to(dtype)
-        grads: list[Tensor] = []
-        if kind.split:  # GRU: [x, 1] against the input gradients, h against the recurrent ones
-            g_x = torch.mm(dpre_lp.view(T * B, D * GH).t(), steps_in[:, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1)).float()
-            dhw_lp = dhw.to(dtype)
+        # the weight gradients of all steps: one matmul per direction against the inputs
+        steps_in = xh[1 : T + 1]  # (T, B, C): every step's matmul input [x, 1, h_prev]
+        rows = T * B
+        grads: list[Tensor] = []  # in the order the weights came: per direction w_ih, w_hh, b_ih, b_hh
+        if kind.split:  # GRU: [x, 1] against the input gradients, h_prev against the recurrent ones
+            g_x = torch.mm(dpre.view(rows, D * GH).t(), steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)).float()
             for d in range(D):
                 gs = slice(d * GH, (d + 1) * GH)
-                g_h = torch.mm(dhw_lp[:, :, gs].reshape(T * B, GH).t(), steps_in[:, :, lay.h_cols(d)].reshape(T * B, H))
-                grads += [g_x[gs, :F], g_h.float(), g_x[gs, F], dhw[:, :, gs].sum((0, 1))]
+                g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(), steps_in[:, :, lay.h_cols(d)].reshape(rows, H))
+                grads += [g_x[gs, :F], g_h.float(), g_x[gs, F], dhw[:, :, gs].sum((0, 1), dtype=torch.float32)]
         else:
             for d in range(D):
-                gs = slice(d * GH, (d + 1) * GH)
                 cols = lay.cols(d)
-                g = torch.mm(dpre_lp[:, :, gs].reshape(T * B, GH).t(),
-                             steps_in[:, :, cols].reshape(T * B, cols.stop - cols.start)).float()
+                g = torch.mm(dpre[:, :, d * GH : (d + 1) * GH].reshape(rows, GH).t(),
+                             steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
                 d_w_ih, d_b, d_w_hh = lay.split(d, g)
                 grads += [d_w_ih, d_w_hh, d_b, d_b]
         dx = None
         if ctx.needs_input_grad[3]:
-            dx = torch.mm(dpre_lp.view(T * B, D * GH), torch.cat(w_ih).to(dtype)).view(T, B, F).float()
-        # autograd wants the gradients in the order the weights came: per direction w_ih, w_hh, b_ih, b_hh
+            dx = torch.mm(dpre.view(rows, D * GH), torch.cat(w_ih).to(dtype)).view(T, B, F).float()
         return (None, None, None, dx, *grads)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from rnnlab import __version__
@@ -65,12 +66,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_threads() -> int:
+def usable_cores() -> int:
     """The cores this process may use (its CPU affinity), not the machine's count."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
+
+
+def busy_cores(interval: float = 0.1) -> float:
+    """CPUs kept busy by other processes right now (this one sleeps while /proc/stat is
+    sampled over ``interval`` seconds); 0 where /proc/stat is missing."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return 0.0
+    busy = 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+    return max(0.0, busy) * (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Threads for a run without ``--threads``: the usable cores less those other
+    processes keep busy, at least 1. Two threads on two cores of which another process
+    holds one ran 17x slower than one thread here (docs/benchmarks.md)."""
+    cores = usable_cores()
+    return max(1, min(cores, round(cores - busy_cores())))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,8 @@ def add_output_options(parser: argparse.ArgumentParser, default_out: str) -> Non
     g.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the cores this process may use)")
+                   help="torch CPU threads (default: the cores this process may use, less those "
+                        "other processes keep busy at the start)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--dry-run", action="store_true", help="a few batches end to end, in seconds, to check the setup")
     g.add_argument("--no-figures", action="store_true", help="skip drawing figures")

@@ -188,10 +188,14 @@ def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str
 
 def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path, *, xlabel: str,
                      ylabel: str, title: str, ylim: tuple[float, float] | None = None,
-                     log_x: bool = False) -> Path:
-    """Side-by-side panels sharing axes labels: (panel title, series) each."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    for ax, (panel_title, series) in zip(axes[0], panels, strict=True):
+                     log_x: bool = False, columns: int = 3) -> Path:
+    """Panels side by side, ``columns`` to a row: (panel title, series) each."""
+    cols = min(columns, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (panel_title, series) in zip(axes.flat, panels, strict=False):
         for label, xs, ys in series:
             ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
         ax.set_title(panel_title, fontsize=9)
@@ -201,6 +205,8 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
             ax.set_ylim(*ylim)
         if log_x:
             ax.set_xscale("log")
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if series:
             ax.legend(fontsize=7)

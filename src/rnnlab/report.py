@@ -27,6 +27,8 @@ from rnnlab.records import RunRecord
 
 MISSING = "missing"
 NOT_REPORTED = "not reported"
+NOT_MEASURED = ("Not measured: the ablation run is not part of this reproduction "
+                "(add --ablations to `rnnlab reproduce` to run it).")
 ADDITION_REFERENCE_LENGTHS = 20  # the exercise averaged bit accuracy over L = 1..20
 
 
@@ -118,8 +120,11 @@ def load_manifest(out: Path) -> dict:
 def load_experiments(out: Path, manifest: dict) -> list[Exp]:
     experiments = []
     for info in manifest["experiments"]:
+        if not isinstance(info, dict) or not {"task", "name", "profile", "runs"} <= info.keys():
+            raise UserError(f"{out / 'reproduce.json'} has an experiment without task, name, profile or runs")
         seeds = info.get("seeds") or [int(p.rsplit("seed-", 1)[-1]) for p in info["runs"]]
-        experiments.append(Exp(info, [read_run(out, rel, seed) for rel, seed in zip(info["runs"], seeds, strict=True)]))
+        experiments.append(Exp({"label": info["name"], **info},
+                               [read_run(out, rel, seed) for rel, seed in zip(info["runs"], seeds, strict=True)]))
     return experiments
 
 
@@ -237,6 +242,12 @@ def difference(value: float | None, ref: float | None, ran: bool) -> str:
     return signed(value - ref) if value is not None else (MISSING if ran else "—")
 
 
+def target_cell(target: float | None, value: float | None) -> str:
+    if target is None:
+        return "—"
+    return f"{target:.2f}" + ("" if value is None else " (met)" if value >= target - 1e-9 else " (not met)")
+
+
 def seconds(value: float | None) -> str:
     return MISSING if value is None else f"{value:.1f}"
 
@@ -313,7 +324,7 @@ class Report:
                          pct(mine) if ref_exp else "not run", difference(mine, ref, ref_exp is not None),
                          mean_std(tuned_values, len(tuned_exp.runs)) if tuned_exp else "not run",
                          difference(tuned_mean, ref, tuned_exp is not None),
-                         pct(target, "—") if tuned_exp else "—"])
+                         target_cell(target, tuned_mean) if tuned_exp else "—"])
             result.append((ref_exp, tuned_exp, mine, tuned_mean))
         self.doc.table([first_column, "reference", "rnnlab, reference settings", "difference",
                         "rnnlab tuned (mean ± std over seeds)", "difference", "tuned target"],
@@ -428,9 +439,9 @@ class Report:
                 images = plots.load_test_images(dataset, self.data_dir)
                 if images is not None:
                     self.fig("mnist_test_examples.png", lambda p: plots.draw_image_grid(
-                        images, predictions[:10], names, p,
-                        f"{best_label}: the first 10 test images, predicted and true label (wrong in red)"),
-                        f"Task 1: the first 10 test images with {best_label}'s prediction and the true label")
+                        images, predictions[:10], names, p, ""),  # the caption says it (a title would overlap)
+                        f"Task 1: the first 10 test images with {best_label}'s prediction (pred) and the true "
+                        "label (true); wrong ones in red (reference settings)")
                 else:
                     d.p("Figure not drawn: the row of test images (the MNIST test images were not found; "
                         "pass --data-dir).")
@@ -455,17 +466,25 @@ class Report:
             return
         d = self.doc
         d.h(2, "Task 2: recall the digit at position K")
-        k = self.of("recall")[0].info["task_config"].get("k", 1)
-        d.p(f"Test accuracy (%) of an LSTM reading random digit sequences (lengths 3..10) and "
-            f"answering the digit at zero-based position K = {k}. The reference reported only hidden 10.")
+        cfg = self.of("recall")[0].info.get("task_config", {})
+        k = cfg.get("k", 1)
+        d.p(f"Test accuracy (%) of an LSTM reading random digit sequences (lengths {cfg.get('min_length')}.."
+            f"{cfg.get('max_length')}) and answering the digit at zero-based position K = {k}. The reference "
+            "reported only one hidden size.")
         rows = self.comparison_table("recall", "model")
         self.below_reference(rows)
         sizes = sorted({(r.summary["test"].get("examples"), e.profile) for e in self.of("recall") for r in e.done
                         if r.summary["test"].get("examples")}, key=str)
+        reported = [e for e in self.of("recall", "reference") if e.info.get("reference") is not None]
         if sizes:
-            d.p("Test set sizes: " + "; ".join(f"{p} profile {n:,} sequences" for n, p in sizes) +
-                ". On 100 sequences one wrong answer is one point, and an accuracy near 80% has a standard "
-                f"error of about {binomial_se(80, 100):.0f} points, so the reference's 80% is a coarse number.")
+            text = "Test set sizes: " + "; ".join(f"{p} profile {n:,} sequences" for n, p in sizes) + "."
+            n = reported[0].info.get("task_config", {}).get("test_size", 0) if reported else 0
+            if reported and n and not reported[0].info.get("quick"):
+                ref = reported[0].info["reference"]
+                text += (f" The reference's test set had {n} sequences: there an accuracy near {ref:.0f}% has a "
+                         f"standard error of about {binomial_se(ref, n):.0f} points, so its {ref:.0f}% is a "
+                         "coarse number.")
+            d.p(text)
         runs = self.main_runs("recall")
         if runs:
             self.fig("recall_train_loss.png", lambda p: plots.draw_lines(
@@ -515,9 +534,11 @@ class Report:
             return
         d = self.doc
         d.h(2, "Task 3: adding two binary numbers")
-        d.p("Bit accuracy (%): the share of output bits equal to the target, averaged over input lengths "
-            "L = 1..20 (100 pairs per length in the reference settings). Whole-number accuracy is the "
-            "share of sums with every bit right.")
+        pairs = sorted({e.info.get("task_config", {}).get("eval_pairs") for e in self.of("addition", "reference")} - {None})
+        d.p(f"Bit accuracy (%): the share of output bits equal to the target, averaged over input lengths "
+            f"L = 1..{ADDITION_REFERENCE_LENGTHS}" + (f" ({'/'.join(map(str, pairs))} pairs per length in the "
+                                                      "reference settings)" if pairs else "") +
+            ". Whole-number accuracy is the share of sums with every bit right.")
         names = [e.name for e in self.of("addition", "reference")]
         table = []
         for name in names:
@@ -545,7 +566,9 @@ class Report:
                                                   if r["length"] <= 20) for run in e.done]
             per_long = [[100 * r["number_accuracy"] for run in e.done for r in run.summary["test"]["by_length"]
                          if r["length"] == n] for n in long]
-            d.p(f"Tuned: {e.label}. Target: {pct(e.info.get('target'), '—')}% whole-number accuracy; "
+            whole_mean = statistics.fmean(whole_short) if whole_short else None
+            d.p(f"Tuned: {e.label}. Target: {target_cell(e.info.get('target'), whole_mean)} whole-number "
+                f"accuracy over L = 1..{ADDITION_REFERENCE_LENGTHS} (mean over seeds); "
                 f"the reference's best run reported {pct(e.info.get('reference'), NOT_REPORTED)}% bit accuracy.")
             d.table(header, [[f"rnnlab tuned ({len(e.done)} of {len(e.runs)} seeds)", mean_std(bit, len(e.runs)),
                               mean_std(whole_short, len(e.runs)), *[mean_std(v, len(e.runs)) for v in per_long]]],
@@ -601,21 +624,39 @@ class Report:
             d.h(3, flaw["flaw"])
             d.p("Fix: " + flaw["fix"])
             measure = getattr(self, "flaw_" + flaw["id"].replace("-", "_"), None)
-            items = measure() if measure else []
+            items = measure() if measure else self.ablation_items(flaw["id"])
             d.ul(items or ["Not measured in this reproduction."])
-        ablations = [(e, self.find("reference", e.task, e.info.get("baseline") or "")) for e in
-                     self.experiments if e.info.get("role") == "ablation" and e.task == "mnist"]
-        pairs = [(e, b) for e, b in ablations if e.first() and b is not None and b.first()]
+        pairs = [(e, self.find(e.profile, e.task, e.info.get("baseline") or "")) for e in self.experiments
+                 if e.info.get("role") == "ablation" and e.task == "mnist"]
+        pairs = [(e, b) for e, b in pairs if e.first() and b is not None and b.first()]
         if pairs:
             from rnnlab import plots
 
-            series = [(f"{x.label}", [m["epoch"] for m in x.first().metrics],
-                       [100 * m["valid_accuracy"] for m in x.first().metrics]) for e, b in pairs for x in (b, e)]
-            self.fig("flaws_mnist_ablations.png", lambda p: plots.draw_lines(
-                series, p, xlabel="epoch", ylabel="validation accuracy (%)", integer_x=True,
-                title="Task 1: the reference's flaws put back (ablations) vs rnnlab's fixes"),
-                "Flaws: validation accuracy against epoch of each ablation (the flaw put back) and the "
-                "fixed run it is compared with")
+            def curve(x: Exp, what: str):
+                return (f"{x.label} ({what})", [m["epoch"] for m in x.first().metrics],
+                        [100 * m["valid_accuracy"] for m in x.first().metrics])
+
+            panels = [(f"{b.label}: {e.note}" if len(e.note) < 40 else e.label,
+                       [curve(b, "fixed"), curve(e, "flaw put back")]) for e, b in pairs]
+            self.fig("flaws_mnist_ablations.png", lambda p: plots.draw_line_panels(
+                panels, p, xlabel="epoch", ylabel="validation accuracy (%)",
+                title="Task 1: validation accuracy by epoch, each fix against the same run with the flaw put back"),
+                "Flaws: validation accuracy against epoch of each fixed run and its ablation (the flaw put back)")
+
+    def ablation_items(self, flaw: str) -> list[str]:
+        """Any flaw measured by ablations: the fixed run against the same run with the flaw back."""
+        items = []
+        for ablation, base in self.ablation_pair(flaw):
+            fixed, flawed = self.value(base), self.value(ablation)
+            change = signed(fixed - flawed) if None not in (fixed, flawed) else MISSING
+            metric = "test accuracy" if ablation.task != "addition" else "mean bit accuracy"
+            curve = [100 * m["valid_accuracy"] for m in ablation.first().metrics] if ablation.first() else []
+            falls = sum(b < a for a, b in itertools.pairwise(curve))
+            items.append(f"{base.label if base else '?'}: {metric} {pct(fixed)}% (fixed) vs {pct(flawed)}% with "
+                         f"the flaw put back ({ablation.label}); the fix changed it by {change} points"
+                         + (f"; with the flaw the validation accuracy fell in {falls} of {len(curve) - 1} epoch "
+                            "transitions." if len(curve) > 1 else "."))
+        return items or [NOT_MEASURED]
 
     def ablation_pair(self, flaw: str) -> list[tuple[Exp, Exp | None]]:
         return [(e, self.find(e.profile, e.task, e.info.get("baseline") or "")) for e in self.experiments
@@ -623,36 +664,48 @@ class Report:
 
     def flaw_bidirectional_readout(self) -> list[str]:
         items = []
-        for ablation, base in self.ablation_pair("bidirectional-readout"):
-            fixed, flawed = self.value(base), self.value(ablation)
-            items.append(f"{base.label if base else '?'}: test accuracy {pct(fixed)}% with h_n (fixed) vs "
-                         f"{pct(flawed)}% with the last-step readout (the reference's); fixing it changed the "
-                         f"test accuracy by {signed(fixed - flawed) if None not in (fixed, flawed) else MISSING} points.")
-        if not items:
-            items.append("Not measured: the ablation runs were not part of this reproduction "
-                         "(run `rnnlab reproduce --profile reference` without --no-ablations).")
+        for name in ("birnn", "bilstm"):
+            base = self.find("reference", "mnist", name)
+            if base is None:
+                continue
+            fixed = self.value(base)
+            text = (f"{base.label}: test accuracy {pct(fixed)}% with h_n (rnnlab); the reference reported "
+                    f"{pct(base.info.get('reference'), NOT_REPORTED)}% with its last-step readout.")
+            ablation = self.find("reference", "mnist", f"{name}-last-step")
+            if ablation is not None:
+                flawed = self.value(ablation)
+                change = signed(fixed - flawed) if None not in (fixed, flawed) else MISSING
+                text += (f" Same settings with the last-step readout put back: {pct(flawed)}%; fixing the "
+                         f"readout changed the test accuracy by {change} points.")
+            else:
+                text += " " + NOT_MEASURED
+            items.append(text)
         return items
 
     def flaw_rnn_unclipped(self) -> list[str]:
         def drops(values: Sequence[float]) -> str:
-            falls = [a - b for a, b in itertools.pairwise(values) if b < a]
             if not values:
                 return MISSING
+            falls = [a - b for a, b in itertools.pairwise(values) if b < a]
             return (f"validation accuracy fell in {len(falls)} of {len(values) - 1} epoch transitions"
                     + (f" (largest fall {max(falls):.2f} points)" if falls else "")
                     + f", last epoch {values[-1]:.2f}%, best {max(values):.2f}%")
 
+        base = self.find("reference", "mnist", "rnn")
+        if base is None:
+            return []
         items = []
-        for ablation, base in self.ablation_pair("rnn-unclipped"):
-            curve = (base.info.get("reference_curve") if base else None) or []
-            if curve:
-                items.append(f"Reference RNN (its curve): {drops(curve)}.")
-            for exp, what in ((base, "rnnlab RNN, clipped (fixed)"), (ablation, "rnnlab RNN, not clipped (the reference's setting)")):
-                run = exp.first() if exp else None
-                values = [100 * m["valid_accuracy"] for m in run.metrics] if run else []
-                items.append(f"{what}: {drops(values)}; test accuracy {pct(self.value(exp))}%.")
-        if not items:
-            items.append("Not measured: the ablation run was not part of this reproduction.")
+        if base.info.get("reference_curve"):
+            items.append(f"The reference's RNN: {drops(base.info['reference_curve'])}.")
+        ablation = self.find("reference", "mnist", "rnn-no-clip")
+        for exp, what in ((base, "rnnlab RNN, gradient norm clipped to 1.0 (fixed)"),
+                          (ablation, "rnnlab RNN, no clipping (the reference's setting)")):
+            if exp is None:
+                items.append(f"{what}: {NOT_MEASURED}")
+                continue
+            run = exp.first()
+            values = [100 * m["valid_accuracy"] for m in run.metrics] if run else []
+            items.append(f"{what}: {drops(values)}; test accuracy {pct(self.value(exp))}%.")
         return items
 
     def flaw_hard_coded_batch(self) -> list[str]:
@@ -697,8 +750,7 @@ class Report:
                          f"{pct(self.value(base))}% with binary cross-entropy.")
         mse, bce = self.find("reference", "addition", "h5-mse"), self.find("reference", "addition", "h5-bce")
         if not items:
-            items.append("The flawed loss itself was not rerun (rnnlab's addition task offers only MSE and "
-                         "binary cross-entropy).")
+            items.append(NOT_MEASURED)
         if bce is not None:
             items.append(f"Hidden 5 with binary cross-entropy: {pct(self.value(bce))}% mean bit accuracy "
                          f"(reference's flawed \"cross-entropy\": {pct(bce.info.get('reference'), NOT_REPORTED)}%); "
@@ -785,7 +837,7 @@ class Report:
         rows = []
         for e in self.experiments:
             m, t = e.info.get("model", {}), e.info.get("train", {})
-            model = (("bi" if m.get("bidirectional") else "") + str(m.get("cell", "?")).upper() +
+            model = (("Bi" if m.get("bidirectional") else "") + str(m.get("cell", "?")).upper() +
                      f" h{m.get('hidden_size', '?')}" + (f" {m.get('readout')}" if m.get("readout", "h_n") != "h_n" else ""))
             train = (f"{t.get('epochs')} ep, batch {t.get('batch_size')}, lr {t.get('lr')}, {t.get('schedule')}"
                      + (f", clip {t['clip']}" if t.get("clip") else ""))

@@ -177,11 +177,16 @@ def set_seed(seed: int) -> None:
 
 
 def configure_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads; returns the number in force."""
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    """Set torch's intra-op threads; returns the number in force. ``None`` keeps torch's
+    setting but lowers it to the cores other processes leave free
+    (:func:`rnnlab.cli.default_threads`): oversubscribed threads collapse on CPU."""
+    if threads is None:
+        from rnnlab.cli import default_threads
+
+        threads = min(torch.get_num_threads(), default_threads())
+    if threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
     return torch.get_num_threads()
 
 
