@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from bench import accuracy, threads, throughput
-from rnnlab.backends import AUTO_MIN_TRAIN_GFLOP, train_gflop
+from rnnlab.backends import auto_compiles
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
@@ -77,11 +78,12 @@ def synthetic(threads_used: int, log) -> dict:
     return results
 
 
-def auto_choice(model: dict) -> str:
+def auto_choice(model: dict, precision: str = "fp32") -> str:
     """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
-    steps = 7 * 100
-    work = steps * train_gflop(model["cell"], 500, 28, 28, model["hidden"], 1, 2 if model["bidirectional"] else 1)
-    return "compiled" if work >= AUTO_MIN_TRAIN_GFLOP else "stock"
+    rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[model["cell"]](
+        28, model["hidden"], batch_first=True, bidirectional=model["bidirectional"])
+    compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100, precision=precision)
+    return "compiled" if compiles else "stock"
 
 
 def summarise(models: list[dict]) -> dict:
@@ -170,8 +172,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="LSTM rows and synthetic tasks only (~2 min)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="LSTM rows and synthetic tasks only (~1 min)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder for bench.md and bench.json")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the measurements")
     parser.add_argument("--models", nargs="+", choices=list(throughput.MODELS), default=None,
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     result["ceiling"] = throughput.ceiling(args.threads, 0.5 if args.quick else 1.5)
     log(f"bench: ceiling fp32 {result['ceiling']['fp32']:.0f}, bf16 {result['ceiling']['bf16']:.0f} GFLOP/s")
     names = args.models or (["LSTM"] if args.quick else list(throughput.MODELS))
-    steps, rounds = (4, 2) if args.quick else (6, 3)
+    steps, rounds = (4, 3) if args.quick else (8, 4)
     result["models"] = throughput.run_models(names, args.threads, result["ceiling"], steps, rounds, log=log)
     result["summary"] = summarise(result["models"])
     if "synthetic" not in args.skip:

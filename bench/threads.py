@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,7 +54,8 @@ def one(threads: int, backend: str, seconds: float) -> dict:
 
 def spawn(threads: int, backend: str, seconds: float) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.threads", "--one", str(threads), backend,
-                          "--seconds", str(seconds)], capture_output=True, text=True, check=True)
+                          "--seconds", str(seconds)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])  # the repository root: bench importable
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -23,14 +23,13 @@ MODULES = {"LSTM": (nn.LSTM, {}), "GRU": (nn.GRU, {}), "RNN_TANH": (nn.RNN, {}),
 @pytest.fixture(autouse=True)
 def _fresh_kernel_cache(monkeypatch):
     monkeypatch.setattr(backends, "_KERNELS", {})
-    monkeypatch.setattr(backends, "_WARMED", set())
 
 
 @pytest.fixture
 def eager_kernels(monkeypatch):
     """compile_kernels hands out eager kernels: the backend's wiring without compile time."""
     monkeypatch.setattr(backends, "compile_kernels",
-                        lambda rnn, dtype, batch=8, log=None: Kernels(CELL_KINDS[rnn.mode], compiled=False))
+                        lambda rnn, dtype, example, log=None: Kernels(CELL_KINDS[rnn.mode], compiled=False))
 
 
 def stock_and_compiled(mode, bidirectional, layers, kernels, dtype=torch.float32, batch=4, steps=7):
@@ -155,12 +154,16 @@ def test_compile_failure_falls_back_to_stock(monkeypatch, capsys):
 
 
 def test_auto_rule():
-    small, big = nn.LSTM(28, 8, batch_first=True), nn.LSTM(28, 100, batch_first=True)
     batch = torch.empty(500, 28, 28)
-    assert not backends.auto_compiles(small, batch, train_steps=700)  # narrow: stock
-    assert not backends.auto_compiles(big, batch, train_steps=3)  # a dry run: compiling never pays
-    assert not backends.auto_compiles(big, batch, train_steps=None)
-    assert backends.auto_compiles(big, batch, train_steps=700)  # 7 MNIST epochs at batch 500
+    lstm = nn.LSTM(28, 100, batch_first=True)
+    assert backends.auto_compiles(lstm, batch, train_steps=700)  # 7 MNIST epochs at batch 500
+    assert backends.auto_compiles(lstm, batch, train_steps=500)  # 5
+    assert backends.auto_compiles(lstm, batch, train_steps=700, precision="bf16")
+    assert not backends.auto_compiles(lstm, batch, train_steps=3)  # a dry run: compiling never pays
+    assert not backends.auto_compiles(lstm, batch, train_steps=None)
+    assert not backends.auto_compiles(nn.LSTM(28, 8, batch_first=True), batch, 700)  # narrow
+    assert not backends.auto_compiles(lstm, torch.empty(64, 28, 28), 700 * 8)  # small batches
+    assert not backends.auto_compiles(nn.GRU(28, 128, batch_first=True), batch, 700)  # no faster
     assert not backends.auto_compiles(nn.LSTM(28, 100, proj_size=10, batch_first=True), batch, 700)
 
 
@@ -202,3 +205,62 @@ def test_gflop_count():
     assert backends.train_gflop("lstm", 500, 28, 28, 100) == pytest.approx(3 * 2 * 500 * 28 * 400 * 128 / 1e9)
     assert backends.train_gflop("gru", 1, 28, 28, 8, layers=2, directions=2) == pytest.approx(
         3 * 2 * 2 * 28 * 24 * ((28 + 8) + (16 + 8)) / 1e9)
+
+
+def test_a_kernel_failing_mid_training_finishes_eagerly_then_stock(monkeypatch, capsys):
+    """A recompile that fails during a backward pass (a new shape, the recompile
+    limit) must not crash training: that batch finishes with the eager kernels, later
+    batches run stock."""
+    kernels = Kernels(CELL_KINDS["LSTM"], compiled=False)
+
+    def broken(*args):
+        raise RuntimeError("recompile limit")
+
+    kernels.step_back = broken
+    monkeypatch.setattr(backends, "compile_kernels", lambda rnn, dtype, example, log=None: kernels)
+    torch.manual_seed(0)
+    model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    reference = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    reference.load_state_dict(model.state_dict())
+    use_backend(model, "compiled")
+    x = torch.randn(3, 5, 28)
+    model(x).sum().backward()
+    reference(x).sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert "recompile limit" in capsys.readouterr().err
+    model(x)
+    assert backends.runner_of(model.rnn).resolved == "stock"
+
+
+def test_two_graphs_before_one_backward_keep_their_buffers():
+    """Buffers are reused from batch to batch only after their backward pass: two
+    forward passes before one backward (accumulating losses) still get it right."""
+    kernels = Kernels(CELL_KINDS["GRU"], compiled=False)
+    torch.manual_seed(0)
+    rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True)
+    x1, x2 = torch.randn(4, 7, 6), torch.randn(4, 7, 6)
+    (compiled_forward(rnn, x1, kernels, torch.float32)[1].sum()
+     + compiled_forward(rnn, x2, kernels, torch.float32)[1].sum()).backward()
+    got = [p.grad.clone() for p in rnn.parameters()]
+    rnn.zero_grad()
+    (rnn(x1)[1].sum() + rnn(x2)[1].sum()).backward()
+    for g, p in zip(got, rnn.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+    for _ in range(3):  # and later batches reuse the returned buffers without harm
+        rnn.zero_grad()
+        compiled_forward(rnn, x1, kernels, torch.float32)[1].sum().backward()
+    got = [p.grad.clone() for p in rnn.parameters()]
+    rnn.zero_grad()
+    rnn(x1)[1].sum().backward()
+    for g, p in zip(got, rnn.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_a_second_backward_through_the_same_graph_fails_loudly():
+    kernels = Kernels(CELL_KINDS["LSTM"], compiled=False)
+    rnn = nn.LSTM(6, 5, batch_first=True)
+    _, h_n = compiled_forward(rnn, torch.randn(2, 3, 6), kernels, torch.float32)
+    h_n.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        h_n.sum().backward()

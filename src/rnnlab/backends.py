@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,11 +45,22 @@ BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# ``auto`` compiles only when the job is big enough for the speed-up to repay the
-# compile time (docs/benchmarks.md: the measurements behind these numbers).
-AUTO_MIN_HIDDEN = 32  # below this the per-step Python overhead beats the fused kernels
-AUTO_MIN_BATCH = 64
-AUTO_MIN_TRAIN_GFLOP = 1_000.0  # total training work (3x forward matmul FLOPs) of the run
+# ``auto`` compiles when the time the compiled steps save repays the compile time. The
+# numbers behind it were measured on this project's 2-core machine (docs/benchmarks.md):
+# training speed-up of the compiled backend over stock at batch 500, row-MNIST shapes,
+# per (cell mode, bidirectional, precision); a shape not listed is left to stock.
+COMPILED_SPEEDUP = {
+    ("LSTM", False, "fp32"): 1.5, ("LSTM", True, "fp32"): 1.5,
+    ("GRU", False, "fp32"): 1.05, ("GRU", True, "fp32"): 1.05,
+    ("RNN_TANH", False, "fp32"): 1.1, ("RNN_TANH", True, "fp32"): 1.2,
+    ("LSTM", False, "bf16"): 1.6, ("LSTM", True, "bf16"): 1.55,
+    ("GRU", False, "bf16"): 1.25, ("GRU", True, "bf16"): 1.3,
+    ("RNN_TANH", False, "bf16"): 1.1, ("RNN_TANH", True, "bf16"): 1.15,
+}
+AUTO_MIN_HIDDEN = 64  # narrower, per-step overhead eats the gain: LSTM(32) compiled 0.96x, LSTM(64) 1.5x
+AUTO_MIN_BATCH = 256  # smaller, the same: LSTM(100) at batch 128 compiled 0.77x, at 256 1.5x
+STOCK_GFLOPS = 75.0  # stock training rate, matmul GFLOP/s on 2 threads: the run's expected length
+COMPILE_SECONDS = 5.0  # a typical first compile with inductor's on-disk cache warm (cold: 10-20 s)
 
 
 # -- fused per-step kernels -----------------------------------------------------------
@@ -97,15 +109,22 @@ def gates(pre: Tensor, count: int, hidden: int) -> Tensor:
     return pre.float().view(-1, count, hidden)
 
 
+LSTM_TANH_GATE = 2  # gates: input, forget, cell (tanh), output (the others sigmoid)
+
+
 def lstm_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
     a = gates(pre, 4, h_out.shape[1])
-    i, f, g, o = sigmoid(a[:, 0]), sigmoid(a[:, 1]), tanh(a[:, 2]), sigmoid(a[:, 3])  # input, forget, cell, output
+    # all four activations in one pass over (B, 4, H): sigmoid(x) = (1 + tanh(x / 2)) / 2
+    is_tanh = torch.arange(4, device=a.device).view(1, 4, 1) == LSTM_TANH_GATE
+    t = tanh(torch.where(is_tanh, a, 0.5 * a))
+    act = torch.where(is_tanh, t, 0.5 * t + 0.5)
+    acts_out.view_as(a).copy_(act)
+    i, f, g, o = act[:, 0], act[:, 1], act[:, 2], act[:, 3]
     c = f * c_prev + i * g
     h = o * tanh(c)
     h_out.copy_(h)
     hx_out.copy_(h)
     c_out.copy_(c)
-    acts_out.view_as(a).copy_(torch.stack([i, f, g, o], 1))
 
 
 def lstm_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
@@ -180,14 +199,77 @@ CELL_KINDS: dict[str, CellKind] = {
 }
 
 
-class Kernels:
-    """The step kernels of one cell kind, compiled (lazily, on first call) or eager."""
+class Workspace:
+    """Big per-batch buffers kept for the next batch instead of freed: fresh pages cost
+    the kernel a page fault each (thousands per step at batch 500). A buffer returns
+    only when the backward pass that read it has finished; one still held by a
+    pending graph is never handed out again (the next forward allocates a new one)."""
 
-    def __init__(self, kind: CellKind, compiled: bool):
-        # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
-        # the first time it changes (the last, smaller batch of an epoch)
-        wrap = (lambda f: torch.compile(f, fullgraph=True)) if compiled else (lambda f: f)
-        self.step, self.step_back = wrap(kind.step), wrap(kind.step_back)
+    def __init__(self):
+        self.free: dict[tuple, list[Tensor]] = {}
+
+    def take(self, shape: tuple, dtype: torch.dtype) -> Tensor:
+        stack = self.free.get((shape, dtype))
+        return stack.pop() if stack else torch.empty(shape, dtype=dtype)
+
+    KEEP = 2  # buffers kept per (shape, dtype); shapes kept: the most recent 8
+    SHAPES = 8
+
+    def give(self, *buffers: Tensor | None) -> None:
+        for b in buffers:
+            if b is None:
+                continue
+            key = (tuple(b.shape), b.dtype)
+            stack = self.free.pop(key, [])  # re-inserted last: the most recently used shape
+            self.free[key] = [*stack, b][-self.KEEP :]
+            while len(self.free) > self.SHAPES:
+                del self.free[next(iter(self.free))]
+
+
+def fresh_copy(fn: Callable, tag: str) -> Callable:
+    """``fn`` with its own code object: torch.compile keeps its compiled graphs (and
+    its recompile limit) per code object, so each layer shape gets its own few."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+class Kernels:
+    """The step and backward-step kernels of one cell kind for one layer shape,
+    compiled (on first call) or eager. A kernel that fails to compile later (a new
+    shape) falls back to its eager version for the rest of the batch and sets
+    ``failed``, so the caller can switch to stock; it never raises."""
+
+    def __init__(self, kind: CellKind, compiled: bool, tag: str = "eager"):
+        self.eager_step, self.eager_back = kind.step, kind.step_back
+        self.failed: str | None = None
+        self.workspace = Workspace()
+        if compiled:
+            # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
+            # the first time it changes (the last, smaller batch of an epoch)
+            self.step = torch.compile(fresh_copy(kind.step, tag), fullgraph=True)
+            self.step_back = torch.compile(fresh_copy(kind.step_back, tag), fullgraph=True)
+        else:
+            self.step, self.step_back = kind.step, kind.step_back
+
+    def run_step(self, *args) -> None:
+        if self.failed is None:
+            try:
+                return self.step(*args)
+            except Exception as err:  # any compiler error: finish eagerly
+                self.fail(err)
+        self.eager_step(*args)
+
+    def run_back(self, *args) -> None:
+        if self.failed is None:
+            try:
+                return self.step_back(*args)
+            except Exception as err:
+                self.fail(err)
+        self.eager_back(*args)
+
+    def fail(self, err: Exception) -> None:
+        self.failed = f"{type(err).__name__}: {error_line(err)}"
+        warn(f"a compiled kernel failed ({self.failed}); finishing this batch eagerly, then stock")
 
 
 # -- one layer, both directions, forward and backward ----------------------------------
@@ -250,7 +332,10 @@ def _steps(d: int, T: int) -> range:
 class _RecurrentLayer(torch.autograd.Function):
     """One layer (one or two directions) over time-major ``x`` (T, B, F) from zero state.
 
-    Returns ``out`` (T, B, D*H), float32, the forward direction in ``[..., :H]``.
+    Returns ``out`` (T, B, D*H), float32, the forward direction in ``[..., :H]``, and
+    ``h_n`` (D, B, H), each direction's last h, as a separate output: a classifier
+    that reads only h_n then passes no gradient for ``out`` at all (rather than a
+    (T, B, D*H) tensor of zeros).
     """
 
     @staticmethod
@@ -260,7 +345,8 @@ class _RecurrentLayer(torch.autograd.Function):
         T, B, F = x.shape
         H = w_hh[0].shape[1]
         GH, A, lay = kind.gates * H, kind.saved * H, Layout(D, F, H)
-        xh = x.new_empty(T + 2, B, lay.width, dtype=dtype)
+        ws = kernels.workspace
+        xh = ws.take((T + 2, B, lay.width), dtype)
         xh[1 : T + 1, :, lay.x0 : lay.one] = x
         xh[1 : T + 1, :, lay.one] = 1
         xh[1, :, lay.h_cols(0)] = 0  # h before the first forward step
@@ -274,50 +360,71 @@ class _RecurrentLayer(torch.autograd.Function):
         else:
             w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t() for d in range(D)]
         out = x.new_empty(T, B, D * H, dtype=torch.float32)
-        c = x.new_empty(T, B, D * H, dtype=torch.float32) if kind.has_c else None
-        acts = x.new_empty(T, B, D * A, dtype=torch.float32) if A else None
+        c = ws.take((T, B, D * H), torch.float32) if kind.has_c else None
+        acts = ws.take((T, B, D * A), torch.float32) if A else None
         zero = x.new_zeros(B, D * H, dtype=torch.float32)  # h and c before the first step
+        nothing = [None] * T
         for d in range(D):
             hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
-            h_prev, c_prev = zero[:, hs], zero[:, hs]
+            # per-step views, made in one call each: (B, ...) slices of the (T, B, ...) buffers
+            outs, slots = out[:, :, hs].unbind(0), xh[:, :, lay.h_cols(d)].unbind(0)
+            cs = c[:, :, hs].unbind(0) if c is not None else nothing
+            saved = acts[:, :, ss].unbind(0) if A else nothing
+            inputs = slots if kind.split else xh[:, :, lay.cols(d)].unbind(0)
+            h_prev, c_prev = zero[:, hs], (zero[:, hs] if c is not None else None)
             for t in _steps(d, T):
                 if kind.split:
-                    pre, hw = pre_all[t, :, gs], torch.mm(xh[t + 1, :, lay.h_cols(d)], w_step[d])
+                    pre, hw = pre_all[t, :, gs], torch.mm(inputs[t + 1], w_step[d])
                 else:
-                    pre, hw = torch.mm(xh[t + 1, :, lay.cols(d)], w_step[d]), None
-                kernels.step(pre, hw, b_hh[d] if kind.split else None, h_prev, c_prev,
-                             out[t, :, hs], xh[lay.h_slot(d, t), :, lay.h_cols(d)],
-                             c[t, :, hs] if c is not None else None, acts[t, :, ss] if A else None)
-                h_prev, c_prev = out[t, :, hs], (c[t, :, hs] if c is not None else None)
+                    pre, hw = torch.mm(inputs[t + 1], w_step[d]), None
+                kernels.run_step(pre, hw, b_hh[d] if kind.split else None, h_prev, c_prev,
+                             outs[t], slots[lay.h_slot(d, t)], cs[t], saved[t])
+                h_prev, c_prev = outs[t], cs[t]
         ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T = kind, kernels, dtype, lay, T
         ctx.save_for_backward(xh, out, c, acts, *w_ih, *w_hh)
-        return out
+        ctx.done = False
+        ctx.set_materialize_grads(False)
+        h_n = torch.stack([out[T - 1, :, :H]] + ([out[0, :, H:]] if D == 2 else []))
+        return out, h_n
 
     @staticmethod
-    def backward(ctx, dout: Tensor):
+    def backward(ctx, dout: Tensor | None, dh_n: Tensor | None):
         kind, kernels, dtype, lay, T = ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T
+        if ctx.done:
+            raise RuntimeError("the compiled recurrent backend runs each backward pass once (no retain_graph); "
+                               "use --backend stock")
+        ctx.done = True
         xh, out, c, acts, *ws = ctx.saved_tensors
         D, F, H = lay.D, lay.F, lay.H
         w_ih, w_hh = ws[:D], ws[D:]
         B, GH, A = out.shape[1], kind.gates * H, kind.saved * H
         w_back = [w.to(dtype) for w in w_hh]  # (G*H, H)
-        dout = dout.float().contiguous()
-        dpre = out.new_empty(T, B, D * GH, dtype=dtype)
-        dhw = out.new_empty(T, B, D * GH, dtype=dtype) if kind.split else dpre  # what multiplies W_hh
+        dout = dout.float().contiguous() if dout is not None else None
+        pool = kernels.workspace
+        dpre = pool.take((T, B, D * GH), dtype)
+        dhw = pool.take((T, B, D * GH), dtype) if kind.split else dpre  # what multiplies W_hh
         zero = out.new_zeros(B, D * H)
-        no_dh = out.new_zeros(B, H, dtype=dtype)  # nothing comes from after the last step
+        no_dh = out.new_zeros(B, H, dtype=dtype)  # nothing comes from after the last step but h_n's gradient
+        nothing = [None] * T
         for d in range(D):
             hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
+            outs, dpres = out[:, :, hs].unbind(0), dpre[:, :, gs].unbind(0)
+            douts = dout[:, :, hs].unbind(0) if dout is not None else [zero[:, hs]] * T
+            dhws = dhw[:, :, gs].unbind(0) if kind.split else nothing
+            cs = c[:, :, hs].unbind(0) if c is not None else nothing
+            saved = acts[:, :, ss].unbind(0) if A else nothing
             steps = list(_steps(d, T))
             carry = out.new_zeros(B, H)
             for k in range(T - 1, -1, -1):
                 t, prev = steps[k], (steps[k - 1] if k > 0 else None)
-                dh_next = no_dh if k == T - 1 else torch.mm(dhw[steps[k + 1], :, gs], w_back[d])
-                kernels.step_back(dh_next, dout[t, :, hs], acts[t, :, ss] if A else None, out[t, :, hs],
-                                  out[prev, :, hs] if prev is not None else zero[:, hs],
-                                  (c[prev, :, hs] if prev is not None else zero[:, hs]) if c is not None else None,
-                                  c[t, :, hs] if c is not None else None, carry,
-                                  dpre[t, :, gs], dhw[t, :, gs] if kind.split else None)
+                if k < T - 1:
+                    dh_next = torch.mm((dhws if kind.split else dpres)[steps[k + 1]], w_back[d])
+                else:
+                    dh_next = dh_n[d].to(dtype) if dh_n is not None else no_dh
+                kernels.run_back(dh_next, douts[t], saved[t], outs[t],
+                                  outs[prev] if prev is not None else zero[:, hs],
+                                  (cs[prev] if prev is not None else zero[:, hs]) if c is not None else None,
+                                  cs[t], carry, dpres[t], dhws[t])
         # the weight gradients of all steps: one matmul per direction against the inputs
         steps_in = xh[1 : T + 1]  # (T, B, C): every step's matmul input [x, 1, h_prev]
         rows = T * B
@@ -325,9 +432,11 @@ class _RecurrentLayer(torch.autograd.Function):
         if kind.split:  # GRU: [x, 1] against the input gradients, h_prev against the recurrent ones
             g_x = torch.mm(dpre.view(rows, D * GH).t(), steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)).float()
             for d in range(D):
-                gs = slice(d * GH, (d + 1) * GH)
-                g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(), steps_in[:, :, lay.h_cols(d)].reshape(rows, H))
-                grads += [g_x[gs, :F], g_h.float(), g_x[gs, F], dhw[:, :, gs].sum((0, 1), dtype=torch.float32)]
+                gs, cols = slice(d * GH, (d + 1) * GH), lay.cols(d)  # the ones column gives d_b_hh
+                g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(),
+                               steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
+                _, d_b_hh, d_w_hh = lay.split(d, g_h)  # (its x columns are not needed)
+                grads += [g_x[gs, :F], d_w_hh, g_x[gs, F], d_b_hh]
         else:
             for d in range(D):
                 cols = lay.cols(d)
@@ -338,6 +447,7 @@ class _RecurrentLayer(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[3]:
             dx = torch.mm(dpre.view(rows, D * GH), torch.cat(w_ih).to(dtype)).view(T, B, F).float()
+        pool.give(xh, c, acts, dpre, dhw if kind.split else None)  # this step's buffers serve the next
         return (None, None, None, dx, *grads)
 
 
@@ -367,18 +477,15 @@ def supports(rnn: nn.RNNBase) -> str | None:
 def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """``rnn(x)`` from zero state by the hand-written loop: ``(out (B, T, D*H), h_n (L*D, B, H))``."""
     kind = CELL_KINDS[rnn.mode]
-    D, H = (2 if rnn.bidirectional else 1), rnn.hidden_size
     layer_in = x.transpose(0, 1).contiguous()  # (T, B, F) time-major
-    finals = []
+    finals = []  # h_n of each layer, (D, B, H)
     for layer in range(rnn.num_layers):
         if layer > 0 and rnn.dropout and rnn.training:
             layer_in = nn.functional.dropout(layer_in, rnn.dropout, training=True)
-        out = _RecurrentLayer.apply(kind, kernels, dtype, layer_in, *layer_weights(rnn, layer))  # (T, B, D*H)
-        finals.append(out[-1, :, :H])  # forward direction ends at the last step
-        if D == 2:
-            finals.append(out[0, :, H:])  # backward direction ends at the first
+        out, h_n = _RecurrentLayer.apply(kind, kernels, dtype, layer_in, *layer_weights(rnn, layer))  # (T, B, D*H)
+        finals.append(h_n)
         layer_in = out
-    return layer_in.transpose(0, 1), torch.stack(finals)  # (B, T, D*H), (L*D, B, H)
+    return layer_in.transpose(0, 1), torch.cat(finals)  # (B, T, D*H), (L*D, B, H)
 
 
 def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, layers: int = 1,
@@ -392,9 +499,6 @@ def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, l
     return 3 * forward / 1e9
 
 
-_KERNELS: dict[str, Kernels | None] = {}  # compiled kernels per cell mode, once per process
-
-
 def error_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:160]
 
@@ -403,42 +507,41 @@ def warn(message: str) -> None:
     sys.stderr.write(f"rnnlab: warning: {message}\n")
 
 
-def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, batch: int = 8,
+_KERNELS: dict[tuple, Kernels | None] = {}  # per layer shape, once per process; None: compiling failed
+
+
+def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
                     log: Callable[[str], None] | None = None) -> Kernels | None:
-    """The compiled kernels for ``rnn``'s cell, compiled (and timed) on first use; None
-    when compiling fails (a one-line warning says why; the caller uses stock)."""
-    mode = rnn.mode
-    if mode in _KERNELS and _KERNELS[mode] is not None:
-        kernels = _KERNELS[mode]
-    elif mode in _KERNELS:
-        return None
-    else:
-        kernels = Kernels(CELL_KINDS[mode], compiled=True)
-    key = (mode, dtype, rnn.bidirectional, rnn.hidden_size, batch)  # the kernels specialise on H (and B)
-    if key in _WARMED:
-        return kernels
+    """Compiled kernels for ``rnn``'s layers in ``dtype``, compiled (and timed) on first
+    use by a forward and backward pass of ``example``'s shape (B, T, F) on a copy of
+    one layer; None when compiling fails (a one-line warning says why; use stock)."""
+    key = (rnn.mode, dtype, rnn.bidirectional, rnn.hidden_size)  # what the kernels specialise on
+    if key in _KERNELS:
+        return _KERNELS[key]
+    mode, (batch, steps, _) = rnn.mode, example.shape
+    tag = f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{2 if rnn.bidirectional else 1}_h{rnn.hidden_size}"
+    kernels = Kernels(CELL_KINDS[mode], compiled=True, tag=tag)
     started = time.perf_counter()
-    try:  # a tiny forward and backward compiles every kernel this model will call
+    try:
         with torch.random.fork_rng(devices=[]):  # without drawing from training's random stream
-            _probe(rnn, kernels, dtype, batch)
+            _probe(rnn, kernels, dtype, batch, steps)
+        if kernels.failed:
+            raise RuntimeError(kernels.failed)
     except Exception as err:  # any compiler failure means: use stock
-        _KERNELS[mode] = None
+        _KERNELS[key] = None
         warn(f"torch.compile failed for {mode} ({type(err).__name__}: {error_line(err)}); using the stock backend")
         return None
-    _KERNELS[mode] = kernels
-    _WARMED.add(key)
+    _KERNELS[key] = kernels
     (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {time.perf_counter() - started:.1f}s")
     return kernels
 
 
-_WARMED: set = set()
-
-
-def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype, batch: int) -> None:
+def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype, batch: int, steps: int) -> None:
+    """One forward and backward pass of a fresh one-layer copy of ``rnn``: the real
+    batch and sequence length, so training's first batches hit compiled graphs."""
     extra = {"nonlinearity": rnn.nonlinearity} if rnn.mode.startswith("RNN") else {}
     probe = type(rnn)(rnn.input_size, rnn.hidden_size, bidirectional=rnn.bidirectional, batch_first=True, **extra)
-    x = torch.randn(batch, 3, rnn.input_size, requires_grad=True)  # (B, T=3, F): the real batch, few steps
-    out, h_n = compiled_forward(probe, x, kernels, dtype)
+    out, h_n = compiled_forward(probe, torch.randn(batch, steps, rnn.input_size), kernels, dtype)
     (out.sum() + h_n.sum()).backward()
 
 
@@ -464,12 +567,10 @@ class RecurrentRunner:
 
     def __call__(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None, stock: Callable):
         # without gradients (evaluation) stock is the faster forward (docs/benchmarks.md)
+        if self.kernels is not None and self.kernels.failed:  # a kernel failed in the last batch
+            self.resolved, self.kernels = "stock", None
         if lengths is None and torch.is_grad_enabled() and self.resolve(rnn, x) == "compiled":
-            try:
-                return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
-            except Exception as err:  # a recompile for a new shape failed: stock from here on
-                warn(f"the compiled backend failed ({type(err).__name__}: {error_line(err)}); using stock")
-                self.resolved = "stock"
+            return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
         with self.autocast():
             out, h_n = stock(rnn, x, lengths)
         return out.float(), h_n.float()
@@ -481,7 +582,7 @@ class RecurrentRunner:
 
     def resolve(self, rnn: nn.RNNBase, x: Tensor) -> str:
         if self.resolved is None:
-            self.resolved = "compiled" if auto_compiles(rnn, x, self.train_steps) else "stock"
+            self.resolved = "compiled" if auto_compiles(rnn, x, self.train_steps, self.precision) else "stock"
         if self.resolved == "compiled" and self.kernels is None:
             reason = supports(rnn)
             if reason is not None:
@@ -489,24 +590,23 @@ class RecurrentRunner:
                     warn(f"the compiled backend does not support {reason}; using stock")
                 self.resolved = "stock"
                 return self.resolved
-            self.kernels = compile_kernels(rnn, DTYPES[self.precision], x.shape[0], self.log)
+            self.kernels = compile_kernels(rnn, DTYPES[self.precision], x, self.log)
             if self.kernels is None:
                 self.resolved = "stock"
         return self.resolved
 
-    def describe(self) -> dict:
-        return {"backend": self.backend, "resolved": self.resolved, "precision": self.precision}
 
-
-def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None) -> bool:
+def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str = "fp32") -> bool:
     """``auto``'s rule: compile when the layer is wide, the batch large, and the run long
-    enough that the faster steps repay the compile time (docs/benchmarks.md)."""
-    if supports(rnn) is not None or train_steps is None:
+    enough that the time the faster steps save repays the compile time."""
+    speedup = COMPILED_SPEEDUP.get((rnn.mode, rnn.bidirectional, precision), 1.0)
+    if supports(rnn) is not None or train_steps is None or speedup <= 1.0:
         return False
     B, T, F = x.shape
     cell = {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
     work = train_steps * train_gflop(cell, B, T, F, rnn.hidden_size, rnn.num_layers, 2 if rnn.bidirectional else 1)
-    return rnn.hidden_size >= AUTO_MIN_HIDDEN and B >= AUTO_MIN_BATCH and work >= AUTO_MIN_TRAIN_GFLOP
+    saved = work / STOCK_GFLOPS * (1 - 1 / speedup)
+    return rnn.hidden_size >= AUTO_MIN_HIDDEN and B >= AUTO_MIN_BATCH and saved >= COMPILE_SECONDS
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

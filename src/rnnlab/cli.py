@@ -94,8 +94,8 @@ def busy_cores(interval: float = 0.1) -> float:
 
 def default_threads() -> int:
     """Threads for a run without ``--threads``: the usable cores less those other
-    processes keep busy, at least 1. Two threads on two cores of which another process
-    holds one ran 17x slower than one thread here (docs/benchmarks.md)."""
+    processes keep busy, at least 1. With one of two cores busy, two threads trained
+    LSTM(100) at half the speed of one thread here (docs/benchmarks.md)."""
     cores = usable_cores()
     return max(1, min(cores, round(cores - busy_cores())))
 
