@@ -24,7 +24,7 @@ data: setup
 	$(BIN)/rnnlab data fetch --dataset mnist
 
 reproduce: data
-	$(BIN)/rnnlab reproduce --profile $(PROFILE) --out $(OUT)
+	$(BIN)/rnnlab reproduce --profile $(PROFILE) --jobs 2 --out $(OUT)
 
 smoke: data
 	$(BIN)/rnnlab train mnist --dry-run --force --out runs/smoke
