@@ -145,6 +145,22 @@ def test_below_reference_is_said_plainly_with_the_test_set_noise(built):
     assert "standard error of about 0.14 points" in line  # sqrt(.98 * .02 / 10000)
 
 
+def test_a_fixed_length_addition_run_below_the_reference_says_it_never_saw_other_lengths(built):
+    _, md = built
+    line = next(line for line in md.splitlines() if line.startswith("- hidden 5, MSE, trained on L = 3: rnnlab"))
+    assert "22.08 points below the reference's 92.08%" in line
+    assert "trains on L = 3 only" in line and "100.00% at L = 3, 55.00% on average over the others" in line
+    assert "Trained on 1..20" not in line  # the mixed-length run is not in this folder
+
+
+def test_seeds_that_disagree_are_listed_one_by_one(runs_dir):
+    summary = runs_dir / "runs/tuned/mnist/lstm/seed-2112/summary.json"
+    data = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**data, "test": mnist_test(0.95)}))
+    md = build_report(runs_dir)[0].read_text()
+    assert "- LSTM, tuned: 99.00 (seed 2111), 95.00 (seed 2112). This recipe depends on the seed" in md
+
+
 def test_flaws_are_measured_from_the_ablation_records(built):
     _, md = built
     line = next(line for line in md.splitlines() if line.startswith("- BiLSTM: test accuracy"))

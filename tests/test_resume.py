@@ -229,6 +229,28 @@ def test_cli_ctrl_c_then_resume_matches(tmp_path, monkeypatch, capsys, argv, run
                     (*SAME_BYTES, *extra))
 
 
+def test_addition_kill_between_checkpoint_and_test_row_is_caught_up(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after epoch 2's last.pt but before its test_by_epoch row: resume scores it."""
+    from rnnlab.tasks import addition
+
+    assert main([*ADDITION, "--out", str(tmp_path / "full")]) == 0
+    real = addition.EpochTester.score_last
+
+    def score_last(self, record, epoch):
+        if epoch == 2 and not (tmp_path / "interrupted").exists():
+            (tmp_path / "interrupted").touch()
+            raise KeyboardInterrupt
+        return real(self, record, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(addition.EpochTester, "score_last", score_last)
+        assert main([*ADDITION, "--out", str(tmp_path / "part")]) == 130
+        assert [r["epoch"] for r in addition.read_test_by_epoch(RunRecord(tmp_path / "part"))] == [1]
+        assert checkpoint(tmp_path / "part")["epoch"] == 2
+        assert main([*ADDITION, "--out", str(tmp_path / "part"), "--resume"]) == 0
+    assert_same_run(tmp_path / "full", tmp_path / "part", (*SAME_BYTES, "test_by_epoch.jsonl"))
+
+
 def cli_error(argv: list[str], capsys) -> str:
     capsys.readouterr()
     assert main(argv) == 2

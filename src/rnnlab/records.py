@@ -112,18 +112,24 @@ class RunRecord:
     def write_metrics(self, rows: list[dict[str, Any]], timings: list[dict[str, Any]]) -> None:
         """Rewrite the per-epoch files whole (they are small), so each is always complete."""
         atomic_write_text(self.dir / "metrics.csv", rows_to_csv(rows))
-        atomic_write_text(
-            self.dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        )
+        self.write_jsonl("metrics.jsonl", rows)
         atomic_write_text(self.dir / "timing.csv", rows_to_csv(timings))
 
     def metrics(self) -> list[dict[str, Any]]:
-        path = self.dir / "metrics.jsonl"
+        return self.read_jsonl("metrics.jsonl")
+
+    def write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """One JSON object per line, the whole file rewritten atomically."""
+        atomic_write_text(self.dir / name, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        """The rows of a JSON-lines file of this run ([] when it is absent)."""
+        path = self.dir / name
         if not path.is_file():
             return []
         try:
             return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path} is corrupt ({err})") from None
 
     def timings(self) -> list[dict[str, Any]]:

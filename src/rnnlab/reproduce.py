@@ -222,45 +222,31 @@ def tuned_mnist(cell: str, bidirectional: bool, quick: bool, task: dict):
 
 # -- Task 2 ---------------------------------------------------------------------------
 RECALL_HIDDEN = (2, 5, 10)
-# Used only when the recall module defines no tuned recipe (TUNED_TASK / TUNED_TRAIN):
-# new sequences every epoch, batched, clipped, cosine decay; hidden 5 reaches 100%.
-RECALL_FALLBACK_TUNED = {
-    "task": {"data": "fresh", "train_size": 20_000, "valid_size": 2_000, "test_size": 10_000},
-    "train": TrainConfig(epochs=15, batch_size=64, lr=0.01, clip=1.0, schedule="cosine"),
-}
-QUICK_RECALL_SIZES = (64, 50, 200)  # train per epoch, valid, test
 
 
 def recall_experiments(profile: str, quick: bool, seeds: tuple[int, ...]) -> list[Experiment]:
     from rnnlab.tasks import recall
 
-    base_task = asdict(recall.REFERENCE_TASK)
-    base_model = recall.REFERENCE_MODEL
-    sizes = getattr(recall, "DRY_RUN_SIZES", QUICK_RECALL_SIZES)
-    if profile == "reference":
-        task, train, note = base_task, replace(recall.REFERENCE_TRAIN, seed=seeds[0]), "the reference's settings"
-        seeds = seeds[:1]
-    elif hasattr(recall, "TUNED_TASK") and hasattr(recall, "TUNED_TRAIN"):
-        task, train = asdict(recall.TUNED_TASK), recall.TUNED_TRAIN
-        note = "the recall module's tuned recipe"
-    else:
-        fallback = RECALL_FALLBACK_TUNED
-        task, train = {**base_task, **fallback["task"]}, fallback["train"]
-        note = "chosen by reproduce (the recall module defines no tuned recipe)"
-    if profile == "tuned":
-        note += (f": {task['data']} data, {task['train_size']} sequences per epoch, batch {train.batch_size}, "
-                 f"lr {train.lr} {train.schedule}, {train.epochs} epochs, {task['test_size']} test sequences")
-    if quick:
-        train_size = sizes[0] if train.batch_size == 1 else 10 * train.batch_size
-        task = {**task, "train_size": train_size, "valid_size": sizes[1], "test_size": sizes[2]}
-        train = replace(train, epochs=QUICK_EPOCHS)
     experiments = []
     for hidden in RECALL_HIDDEN:
+        if profile == "reference":
+            task, train, note = recall.REFERENCE_TASK, replace(recall.REFERENCE_TRAIN, seed=seeds[0]), \
+                "the reference's settings"
+        else:
+            task, train = recall.tuned_recipe(hidden)
+            note = (f"the recall module's tuned recipe: {task.data} data, {task.train_size} sequences per epoch, "
+                    f"batch {train.batch_size}, lr {train.lr} {train.schedule}, {train.epochs} epochs, "
+                    f"{task.test_size} test sequences")
+        if quick:
+            train_size, valid_size, test_size = recall.DRY_RUN_SIZES  # and two batches at least
+            task = replace(task, train_size=max(train_size, 2 * train.batch_size), valid_size=valid_size,
+                           test_size=test_size)
+            train = replace(train, epochs=QUICK_EPOCHS)
         target = reference.TUNED_TARGETS["recall"].get(hidden) if profile == "tuned" else None
         experiments.append(Experiment(
             "recall", f"hidden-{hidden}", f"LSTM hidden {hidden}", profile, "classifier",
-            replace(base_model, hidden_size=hidden), train, task, reference.RECALL.get(hidden), note,
-            seeds, target=target))
+            replace(recall.REFERENCE_MODEL, hidden_size=hidden), train, asdict(task),
+            reference.RECALL.get(hidden), note, seeds[:1] if profile == "reference" else seeds, target=target))
     return experiments
 
 
@@ -271,8 +257,6 @@ ADDITION_REFERENCE = [
     ("h5-bce", 5, "bce", "1-20"), ("h5-mse-len3", 5, "mse", "3"), ("h5-mse-len5", 5, "mse", "5"),
     ("h5-mse-len10", 5, "mse", "10"),
 ]
-QUICK_ADDITION = {"train_size": 64, "test_pairs": 20, "eval_pairs": 10}
-MULTICLASS_CE_LOSSES = ("multiclass-ce", "ce-over-time", "reference-ce")  # names the flawed loss may take
 
 
 def addition_label(hidden: int, loss: str, lengths: str) -> str:
@@ -284,7 +268,7 @@ def addition_label(hidden: int, loss: str, lengths: str) -> str:
 def addition_experiments(profile: str, quick: bool, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
     from rnnlab.tasks import addition
 
-    shrink = getattr(addition, "DRY_RUN", QUICK_ADDITION) if quick else {}
+    shrink = addition.DRY_RUN if quick else {}
     if profile == "tuned":
         task = {**addition.TUNED_TASK.to_dict(), **shrink}
         train = replace(addition.TUNED_TRAIN, epochs=QUICK_EPOCHS) if quick else addition.TUNED_TRAIN
@@ -308,12 +292,11 @@ def addition_experiments(profile: str, quick: bool, seeds: tuple[int, ...], abla
         experiments.append(Experiment("addition", name, addition_label(hidden, loss, lengths), "reference",
                                       "per_step", replace(addition.REFERENCE_MODEL, hidden_size=hidden),
                                       train, task, reference.ADDITION[name], note, seeds[:1]))
-    flawed = [loss for loss in MULTICLASS_CE_LOSSES if loss in getattr(addition, "LOSSES", ())]
-    if ablations and flawed:
+    if ablations:
         base = next(e for e in experiments if e.name == "h5-bce")
         experiments.append(replace(
-            base, name="h5-multiclass-ce", label=f"hidden 5, {flawed[0]} (the reference's loss)",
-            task_config={**base.task_config, "loss": flawed[0]}, role="ablation", baseline="h5-bce",
+            base, name="h5-multiclass-ce", label="hidden 5, multiclass-ce (the reference's loss)",
+            task_config={**base.task_config, "loss": "multiclass-ce"}, role="ablation", baseline="h5-bce",
             flaw="multiclass-ce", note="the reference's \"cross-entropy\": multi-class over time (flawed)"))
     return experiments
 
@@ -336,20 +319,8 @@ def all_experiments(profile: str, quick: bool, seeds: int, first_seed: int = REF
 
 # -- running --------------------------------------------------------------------------
 def train_function(task: str) -> Callable[..., dict]:
-    """The task's ``train_plan(plan, *, data_dir, figures, on_epoch)``.
-
-    Adapter: a module without ``train_plan`` but with ``train_<task>(plan, figures,
-    on_epoch)`` (recall, for now) is wrapped.
-    """
-    module = task_module(task)
-    if hasattr(module, "train_plan"):
-        return module.train_plan
-    legacy = getattr(module, f"train_{task}")
-
-    def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True, on_epoch=None) -> dict:
-        return legacy(plan, figures=figures, on_epoch=on_epoch)
-
-    return train_plan
+    """The task's ``train_plan(plan, *, data_dir, figures, on_epoch)``."""
+    return task_module(task).train_plan
 
 
 def epoch_cost(exp: Experiment) -> float:

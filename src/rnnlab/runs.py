@@ -89,13 +89,20 @@ def open_record(plan: RunPlan) -> RunRecord:
 
 def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
                 test: Callable[[nn.Module, RunRecord], dict],
-                on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train ``plan`` and return its summary (the contents of summary.json)."""
+                on_epoch: Callable[[dict], None] | None = None,
+                on_resume: Callable[[RunRecord], None] | None = None) -> dict:
+    """Train ``plan`` and return its summary (the contents of summary.json).
+
+    ``on_resume(record)`` runs when an unfinished run is resumed from its ``last``
+    checkpoint, before training goes on (to finish per-epoch work a kill cut short).
+    """
     if plan.tensorboard:  # checked before the run folder exists: a missing extra costs nothing
         on_epoch = with_tensorboard(plan.out, on_epoch)
     record = open_record(plan)
     if plan.resume and record.is_complete:
         return record.summary()
+    if plan.resume and on_resume is not None and record.has_checkpoint("last"):
+        on_resume(record)  # before set_seed: whatever it draws cannot shift training
     started = time.perf_counter()
     set_seed(plan.train.seed)
     model = build_model(plan.model_kind, plan.model)

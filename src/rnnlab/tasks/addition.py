@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_text
 from rnnlab.models import ModelConfig
 from rnnlab.options import (
     add_model_options,
@@ -411,25 +410,29 @@ class EpochTester:
         self.out, self.test, self.objective, self.then = out, test, objective, then
 
     def __call__(self, row: dict) -> None:
-        record = RunRecord.open(self.out)
-        model, _ = load_model(record, "last")
-        stats = score(model, self.test, self.objective)
-        new = {"epoch": row["epoch"], "test_loss": stats["loss"], "test_accuracy": stats["bit_accuracy"],
-               "test_number_accuracy": stats["number_accuracy"]}
-        rows = [r for r in read_test_by_epoch(record) if r["epoch"] < row["epoch"]] + [new]
-        atomic_write_text(record.dir / TEST_BY_EPOCH, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        new = self.score_last(RunRecord.open(self.out), row["epoch"])
         if self.then is not None:
             self.then({**row, **new})
 
+    def score_last(self, record: RunRecord, epoch: int) -> dict:
+        """Score the ``last`` checkpoint as epoch ``epoch`` and rewrite the file with its row."""
+        model, _ = load_model(record, "last")
+        stats = score(model, self.test, self.objective)
+        new = {"epoch": epoch, "test_loss": stats["loss"], "test_accuracy": stats["bit_accuracy"],
+               "test_number_accuracy": stats["number_accuracy"]}
+        record.write_jsonl(TEST_BY_EPOCH, [r for r in read_test_by_epoch(record) if r["epoch"] < epoch] + [new])
+        return new
+
+    def catch_up(self, record: RunRecord) -> None:
+        """On resume: a kill between the ``last`` checkpoint and its test row left that row
+        out; the checkpoint still holds that epoch's weights, so score them now."""
+        epoch = record.load_checkpoint("last")["epoch"]
+        if all(r["epoch"] < epoch for r in read_test_by_epoch(record)):
+            self.score_last(record, epoch)
+
 
 def read_test_by_epoch(record: RunRecord) -> list[dict]:
-    path = record.dir / TEST_BY_EPOCH
-    if not path.is_file():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is corrupt ({err})") from None
+    return record.read_jsonl(TEST_BY_EPOCH)
 
 
 def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
@@ -452,7 +455,8 @@ def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict
                          on_epoch)
     summary = execute_run(
         plan, lambda: build_task_data(sets, cfg, plan.train),
-        lambda model, record: test_model(model, sets, cfg, plan.train.eval_batch_size), tester)
+        lambda model, record: test_model(model, sets, cfg, plan.train.eval_batch_size), tester,
+        on_resume=tester.catch_up)
     if figures:
         draw_figures(RunRecord.open(plan.out))
     return summary

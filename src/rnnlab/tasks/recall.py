@@ -105,6 +105,23 @@ REFERENCE_TASK = RecallTaskConfig()
 REFERENCE_HIDDEN = (2, 5, 10)
 REFERENCE_MODEL = ModelConfig(cell="lstm", input_size=DIGITS, hidden_size=10, num_outputs=DIGITS)
 REFERENCE_TRAIN = TrainConfig(epochs=10, batch_size=1, lr=0.002, seed=2111)
+# rnnlab's recipe: new sequences every epoch, batches of 64, clipping, cosine decay. Hidden 5
+# and 10 reach 100% on 10,000 test sequences with it in about 12 s.
+TUNED_TASK = RecallTaskConfig.for_mode("fresh")
+TUNED_TRAIN = TrainConfig(epochs=15, batch_size=64, lr=0.01, clip=1.0, schedule="cosine", seed=2111)
+# Hidden 2 must keep one digit of ten and the count of steps in two numbers. It learns only
+# from far more sequences at a higher lr, and even then it depends on the seed: this recipe
+# reached 100.0 / 65.1 / 90.6% for seeds 2111-2113 (a constant lr 0.02 on 256,000 sequences:
+# 100.0 / 38.6 / 88.7%), about 105 s each.
+TUNED_CHANGES_BY_HIDDEN: dict[int, tuple[dict, dict]] = {
+    2: ({"train_size": 512_000}, {"batch_size": 256, "lr": 0.03, "epochs": 20}),
+}
+
+
+def tuned_recipe(hidden: int) -> tuple[RecallTaskConfig, TrainConfig]:
+    """rnnlab's best (task, training) settings for an LSTM of this hidden size."""
+    task_changes, train_changes = TUNED_CHANGES_BY_HIDDEN.get(hidden, ({}, {}))
+    return replace(TUNED_TASK, **task_changes), replace(TUNED_TRAIN, **train_changes)
 
 
 def stream_seed(seed: int, *stream: object) -> int:
@@ -315,8 +332,9 @@ def plans_from_args(args: argparse.Namespace) -> list[RunPlan]:
                       quiet=args.quiet, tensorboard=args.tensorboard) for m in models]
 
 
-def train_recall(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train one recall run from a plan (used by the CLI and by ``rnnlab reproduce``)."""
+def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
+               on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train one recall run from a plan (the CLI and ``rnnlab reproduce``); ``data_dir`` is unused."""
     cfg = RecallTaskConfig(**plan.task_config)
     splits = make_splits(cfg, plan.train.seed)
     summary = execute_run(
@@ -335,7 +353,7 @@ def run_train(args: argparse.Namespace) -> int:
     for plan in plans:
         hidden = plan.model.hidden_size
         on_epoch = None if args.quiet else (lambda row, h=hidden: print_epoch(h, row))
-        summary = train_recall(plan, figures=not args.no_figures, on_epoch=on_epoch)
+        summary = train_plan(plan, figures=not args.no_figures, on_epoch=on_epoch)
         test = summary["test"]
         print(f"{plan.out}: test accuracy {100 * test['accuracy']:.2f}% on {test['examples']} sequences "
               f"(loss {test['loss']:.4f}), best epoch {summary['best_epoch']}, "
