@@ -143,6 +143,76 @@ def test_interrupted_reproduction_completes_on_rerun_without_redoing_runs(fake_m
     assert "missing" not in (out / "report.md").read_text()
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The pool workers (multiprocessing spawn children) of process ``parent``, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped; only its exit status is left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
+def test_kill_9_of_a_parallel_reproduction_leaves_no_worker_training(fake_mnist, tmp_path, capsys):
+    """Workers die with their parent, so the rerun is the only writer of every run folder."""
+    out = tmp_path / "repro"
+    args = ["reproduce", "--quick", "--tasks", "mnist", "--no-ablations", "--out", str(out), "--jobs", "2",
+            "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not summaries(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = worker_pids(proc.pid)
+    assert len(workers) == 2 and proc.poll() is None, "the reproduction ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    # with the kernel's parent-death signal they are gone in milliseconds; an orphan would
+    # train on to the end of its run (about 2 s here), then fail to report back
+    deadline = time.monotonic() + 1.0
+    while any(map(is_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(is_alive, workers)), "a worker outlived its killed parent"
+
+    assert main(args) == 0
+    assert len(summaries(out)) == 6
+    for summary in summaries(out):
+        record = RunRecord(summary.parent)
+        assert len(record.metrics()) == QUICK_EPOCHS and record.figures_drawn
+    assert not list(out.glob("runs/**/.*.tmp"))
+
+
+def test_a_reused_run_whose_figures_were_cut_short_gets_them_drawn(fake_mnist, tmp_path, capsys):
+    out = tmp_path / "repro"
+    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    record = RunRecord(summaries(out)[0].parent)
+    drawn = sorted(p.name for p in record.figures_dir.glob("*.png"))
+    assert drawn and record.figures_drawn
+    for png in record.figures_dir.glob("*.png"):  # as if killed while drawing them
+        png.unlink()
+    (record.figures_dir / ".drawn").unlink()
+    before = summaries(out)[0].stat().st_mtime_ns
+    assert main(args) == 0
+    assert "0 run(s) trained" in capsys.readouterr().out
+    assert sorted(p.name for p in record.figures_dir.glob("*.png")) == drawn and record.figures_drawn
+    assert summaries(out)[0].stat().st_mtime_ns == before  # reused, not retrained
+
+
 def test_profiles_accumulate_and_other_settings_are_refused(tmp_path, capsys):
     out = tmp_path / "repro"
     base = ["reproduce", "--tasks", "recall", "--out", str(out), "--threads", "1", "--quiet", "--no-figures"]

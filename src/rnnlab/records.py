@@ -20,6 +20,7 @@ import json
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_open, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
+FIGURES_DRAWN = ".drawn"  # in figures/: written last, lists the figures drawn
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
@@ -85,6 +87,19 @@ class RunRecord:
     @property
     def figures_dir(self) -> Path:
         return self.dir / "figures"
+
+    @property
+    def figures_drawn(self) -> bool:
+        """Every figure of the finished run was drawn (a kill while drawing leaves no mark)."""
+        return (self.figures_dir / FIGURES_DRAWN).is_file()
+
+    def draw_figures(self, draw: Callable[[RunRecord], list[Path]]) -> list[Path]:
+        """``draw(self)``, then the mark that says the figures are complete."""
+        (self.figures_dir / FIGURES_DRAWN).unlink(missing_ok=True)
+        paths = draw(self)
+        self.figures_dir.mkdir(exist_ok=True)
+        atomic_write_text(self.figures_dir / FIGURES_DRAWN, "".join(f"{p.name}\n" for p in paths if p is not None))
+        return paths
 
     def read_json(self, name: str) -> dict:
         path = self.dir / name
@@ -148,7 +163,7 @@ class RunRecord:
 
     def remove_stale_temp_files(self) -> None:
         """Delete the temp files of atomic writes cut short by a kill (``.NAME.*.tmp``)."""
-        for folder in (self.dir, self.checkpoint_dir):
+        for folder in (self.dir, self.checkpoint_dir, self.figures_dir):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)

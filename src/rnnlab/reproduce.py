@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import json
 import multiprocessing
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -409,13 +413,14 @@ def run_parallel(jobs: list[Job], workers: int, force: bool, data_dir: str | Non
 
     statuses, pending = [], []
     for job in jobs:
-        if not force and RunRecord(job.plan.out).is_complete:
+        if reusable(job, force, figures, data_dir):
             statuses.append({"run": job.run_id, "status": "reused"})
         else:
             pending.append(job)
     pending.sort(key=lambda j: -epoch_cost(j.exp) * j.exp.train.epochs)
     tasks = [(i, j.exp.task, j.plan, data_dir, figures) for i, j in enumerate(pending)]
-    pool = multiprocessing.get_context("spawn").Pool(workers)  # spawn: no forked torch thread pools
+    # spawn: no forked torch thread pools; die_with_parent: no orphan trains on after a kill -9
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     with progress(pending, quiet) as bar:
         bar.set_description_str(f"{len(pending)} run(s) on {workers} workers")
         try:
@@ -434,6 +439,38 @@ def run_parallel(jobs: list[Job], workers: int, force: bool, data_dir: str | Non
             pool.close()
             pool.join()
     return statuses
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_SECONDS = 0.2
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker must not outlive ``rnnlab reproduce``, even a kill -9 of it,
+    or a rerun would train the same run in the same folder beside the orphan."""
+    try:  # Linux: the kernel kills the worker the moment its parent dies
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError, TypeError):
+        pass  # elsewhere the watcher below does it within PARENT_POLL_SECONDS
+    threading.Thread(target=exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+
+
+def exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:  # also catches a parent that died before prctl
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def reusable(job: Job, force: bool, figures: bool, data_dir: str | None) -> bool:
+    """A finished run is reused; figures a kill cut short are drawn again first."""
+    record = RunRecord(job.plan.out)
+    if force or not record.is_complete:
+        return False
+    if figures and not record.figures_drawn:
+        draw = task_module(job.exp.task).draw_figures
+        record.draw_figures(lambda r: draw(r, data_dir))
+    return True
 
 
 def train_job_star(args: tuple) -> tuple[int, dict, float]:
@@ -455,7 +492,7 @@ def run_all(experiments: list[Experiment], out: Path, force: bool, data_dir: str
 
         for number, job in enumerate(jobs, start=1):
             cost, epochs = epoch_cost(job.exp), job.exp.train.epochs
-            if not force and RunRecord(job.plan.out).is_complete:
+            if reusable(job, force, figures, data_dir):
                 bar.update(cost * epochs)
                 statuses.append({"run": job.run_id, "status": "reused"})
                 continue

@@ -5,7 +5,9 @@ Each task module (``mnist``, ``recall``, ``addition``) provides:
 - ``add_train_parser(train_subparsers)``: its ``rnnlab train TASK`` parser (sets ``func``);
 - ``evaluate_run(record, args) -> dict``: test metrics recomputed from the best checkpoint;
 - ``predict_run(record, inputs, args) -> int``: ``rnnlab predict RUN INPUT...``;
-- ``draw_figures(record) -> list[Path]``: figures drawn from the run record only.
+- ``train_plan(plan, *, data_dir, figures, on_epoch) -> dict``: train one run, return its summary;
+- ``draw_figures(record, data_dir=None) -> list[Path]``: figures drawn from the run record only
+  (``data_dir``: where MNIST's test images are; the other tasks ignore it).
 """
 
 from __future__ import annotations

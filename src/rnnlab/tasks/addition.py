@@ -458,7 +458,7 @@ def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict
         lambda model, record: test_model(model, sets, cfg, plan.train.eval_batch_size), tester,
         on_resume=tester.catch_up)
     if figures:
-        draw_figures(RunRecord.open(plan.out))
+        RunRecord.open(plan.out).draw_figures(draw_figures)
     return summary
 
 
@@ -650,7 +650,7 @@ def draw_accuracy_by_length(runs: Sequence[tuple[str, RunRecord]], path: Path, t
     return save(accuracy_by_length_figure(runs, title), path)
 
 
-def draw_figures(record: RunRecord) -> list[Path]:
+def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
     """Loss by epoch (train, validation, test), test accuracy by epoch, accuracy by length."""
     from rnnlab.plots import plt, save
 

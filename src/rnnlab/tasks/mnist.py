@@ -165,7 +165,7 @@ def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = Tr
         lambda model, record: test_model(model, record, splits.test, plan.train.eval_batch_size),
         on_epoch)
     if figures:
-        draw_figures(RunRecord.open(plan.out), data_dir)
+        RunRecord.open(plan.out).draw_figures(lambda record: draw_figures(record, data_dir))
     return summary
 
 

@@ -342,7 +342,7 @@ def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = Tr
         lambda model, record: test_model(model, record, splits.test, cfg.k, plan.train.eval_batch_size),
         on_epoch)
     if figures:
-        draw_figures(RunRecord.open(plan.out))
+        RunRecord.open(plan.out).draw_figures(draw_figures)
     return summary
 
 
@@ -531,7 +531,7 @@ def draw_examples_table(examples: dict, path: Path, title: str) -> Path | None:
     return plots.save(fig, path)
 
 
-def draw_figures(record: RunRecord) -> list[Path]:
+def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
     """One run's figures: learning curves, test accuracy by length, example predictions."""
     from rnnlab import plots
 
