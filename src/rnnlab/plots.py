@@ -213,27 +213,3 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, path)
-
-
-def draw_sequence_examples(rows: Sequence[dict], k: int, path: Path, title: str) -> Path:
-    """Digit sequences with the recalled position in [ ], the truth and the prediction.
-
-    ``rows``: dicts with ``sequence`` (digits), ``label``, ``prediction`` and optionally
-    ``probability``; wrong predictions in red.
-    """
-    cells = [[" ".join(f"[{d}]" if i == k else str(d) for i, d in enumerate(r["sequence"])),
-              str(len(r["sequence"])), str(r["label"]), str(r["prediction"]),
-              f"{r['probability']:.2f}" if r.get("probability") is not None else ""] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 0.3 * (len(rows) + 1) + 0.4))
-    ax.axis("off")
-    table = ax.table(cellText=cells or [[""] * 5], colLabels=[f"sequence (position K={k} in [ ])", "length",
-                                                                 "true digit", "predicted", "p"],
-                     cellLoc="center", colWidths=[0.5, 0.12, 0.13, 0.13, 0.12], bbox=[0, 0, 1, 1])
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    for i, r in enumerate(rows, start=1):
-        if r["prediction"] != r["label"]:
-            for j in range(5):
-                table[i, j].set_text_props(color="red")
-    ax.set_title(title, fontsize=9)
-    return save(fig, path)

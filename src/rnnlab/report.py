@@ -33,13 +33,23 @@ ADDITION_REFERENCE_LENGTHS = 20  # the exercise averaged bit accuracy over L = 1
 
 
 # -- metrics read from records ---------------------------------------------------------
+def reference_rows(summary: dict) -> list[dict]:
+    """An addition run's per-length test rows at the lengths the exercise averaged (1..20)."""
+    return [r for r in summary["test"].get("by_length", []) if r["length"] <= ADDITION_REFERENCE_LENGTHS]
+
+
+def mean_percent(rows: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over ``rows``, in percent (None without rows)."""
+    return 100 * statistics.fmean(r[key] for r in rows) if rows else None
+
+
 def headline(task: str, summary: dict) -> tuple[str, float]:
     """(name, value in percent) of the number a task's table compares."""
     test = summary["test"]
     if task == "addition":
-        rows = [r for r in test.get("by_length", []) if r["length"] <= ADDITION_REFERENCE_LENGTHS]
+        rows = reference_rows(summary)
         if rows:
-            return "mean bit accuracy over L = 1..20", 100 * statistics.fmean(r["bit_accuracy"] for r in rows)
+            return "mean bit accuracy over L = 1..20", mean_percent(rows, "bit_accuracy")
         return "mean bit accuracy", 100 * test["bit_accuracy_mean"]
     return "test accuracy", 100 * test["accuracy"]
 
@@ -54,13 +64,22 @@ def binomial_se(percent: float, n: int) -> float:
 
 
 def trained_and_other_lengths(run: Run) -> tuple[float | None, float | None]:
-    """A fixed-length addition run's mean bit accuracy (%) at its training lengths and at the
-    other lengths 1..20."""
-    trained = {int(x) for x in str(run.config["task_config"]["train_lengths"]).split(",") if x.isdigit()}
-    rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20]
-    at = [100 * r["bit_accuracy"] for r in rows if r["length"] in trained]
-    others = [100 * r["bit_accuracy"] for r in rows if r["length"] not in trained]
-    return (statistics.fmean(at) if at else None), (statistics.fmean(others) if others else None)
+    """An addition run's mean bit accuracy (%) at its training lengths and at the other
+    lengths 1..20."""
+    from rnnlab.tasks.addition import parse_lengths
+
+    trained = set(parse_lengths(str(run.config["task_config"]["train_lengths"])))
+    rows = reference_rows(run.summary)
+    return (mean_percent([r for r in rows if r["length"] in trained], "bit_accuracy"),
+            mean_percent([r for r in rows if r["length"] not in trained], "bit_accuracy"))
+
+
+def mnist_split_sizes(run: Run) -> tuple[int, int]:
+    """(training, validation) images of an MNIST run, from its config.json."""
+    from rnnlab.tasks.mnist import MnistTaskConfig, split_sizes
+
+    task = run.config.get("task_config", {})
+    return split_sizes(task.get("num_valid", MnistTaskConfig.num_valid), task.get("limit"))
 
 
 @dataclass
@@ -413,8 +432,14 @@ class Report:
             text += f" Trained on 1..20 as the reference really was, rnnlab scores {pct(mixed)}%."
         return text
 
-    def main_runs(self, task: str, profile: str = "reference") -> list[tuple[str, RunRecord, Exp]]:
-        return [(e.label, e.first().record, e) for e in self.of(task, profile) if e.first()]
+    def main_runs(self, task: str, profile: str = "reference") -> list[tuple[str, Run, Exp]]:
+        """(label, first finished run, experiment) of each main experiment that has one."""
+        return [(e.label, e.first(), e) for e in self.of(task, profile) if e.first()]
+
+    @staticmethod
+    def curve(label: str, run: Run, key: str, scale: float = 1.0) -> tuple[str, list[int], list[float]]:
+        """One line of a by-epoch figure, from the run's metrics."""
+        return label, [m["epoch"] for m in run.metrics], [scale * m[key] for m in run.metrics]
 
     # Task 1 ------------------------------------------------------------------------------
     def mnist(self) -> None:
@@ -446,8 +471,8 @@ class Report:
         d.table(["model", "source", *[f"epoch {i}" for i in range(1, width + 1)]], table, right=range(2, width + 2))
 
         runs = self.main_runs("mnist")
-        series = lambda key, scale=1.0, src=runs: [(label, [m["epoch"] for m in r.metrics()],  # noqa: E731
-                                                    [scale * m[key] for m in r.metrics()]) for label, r, _ in src]
+        series = lambda key, scale=1.0, src=runs: [self.curve(label, r, key, scale)  # noqa: E731
+                                                   for label, r, _ in src]
         if runs:
             self.fig("mnist_train_loss.png", lambda p: plots.draw_lines(
                 series("train_loss"), p, xlabel="epoch", ylabel="training loss (cross-entropy)",
@@ -466,17 +491,17 @@ class Report:
                 "Task 1: validation accuracy against epoch, rnnlab (reference settings, solid) and the "
                 "reference's curves (dashed)")
             self.fig("mnist_test_loss_per_batch.png", lambda p: plots.draw_lines(
-                [(label, range(1, len(r.summary()["test"]["batch_losses"]) + 1), r.summary()["test"]["batch_losses"])
-                 for label, r, _ in runs if r.summary()["test"].get("batch_losses")], p,
+                [(label, range(1, len(r.summary["test"]["batch_losses"]) + 1), r.summary["test"]["batch_losses"])
+                 for label, r, _ in runs if r.summary["test"].get("batch_losses")], p,
                 xlabel="test batch", ylabel="test loss (cross-entropy)", integer_x=True,
                 title="Task 1: test loss per batch (best-validation weights)"),
                 "Task 1: test loss per test batch, every model (reference settings)")
-            best_label, best, _ = max(runs, key=lambda t: t[1].summary()["test"]["accuracy"])
-            predictions = plots.read_predictions(best)
+            best_label, best, _ = max(runs, key=lambda t: t[1].summary["test"]["accuracy"])
+            predictions = plots.read_predictions(best.record)
             if predictions:
                 from rnnlab.tasks.mnist import CLASS_NAMES
 
-                dataset = best.config()["task_config"].get("dataset", "mnist")
+                dataset = best.config["task_config"].get("dataset", "mnist")
                 names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
                 images = plots.load_test_images(dataset, self.data_dir)
                 if images is not None:
@@ -530,44 +555,49 @@ class Report:
         runs = self.main_runs("recall")
         if runs:
             self.fig("recall_train_loss.png", lambda p: plots.draw_lines(
-                [(label, [m["epoch"] for m in r.metrics()], [m["train_loss"] for m in r.metrics()])
-                 for label, r, _ in runs], p, xlabel="epoch", ylabel="training loss (cross-entropy)",
+                [self.curve(label, r, "train_loss") for label, r, _ in runs], p, xlabel="epoch",
+                ylabel="training loss (cross-entropy)",
                 integer_x=True, title="Task 2: training loss by epoch (reference settings)"),
                 "Task 2: training loss against epoch, one line per hidden size (reference settings)")
             self.fig("recall_valid_accuracy.png", lambda p: plots.draw_lines(
-                [(label, [m["epoch"] for m in r.metrics()], [100 * m["valid_accuracy"] for m in r.metrics()])
-                 for label, r, _ in runs], p, xlabel="epoch", ylabel="validation accuracy (%)",
+                [self.curve(label, r, "valid_accuracy", 100.0) for label, r, _ in runs], p, xlabel="epoch",
+                ylabel="validation accuracy (%)",
                 integer_x=True, title="Task 2: validation accuracy by epoch (reference settings)"),
                 "Task 2: validation accuracy against epoch, one line per hidden size (reference settings)")
-            label, record, _ = max(runs, key=lambda t: t[1].config()["model"]["hidden_size"])
-            path = record.dir / "examples.json"
-            if path.is_file():
-                examples = json.loads(path.read_text())
-                chosen = [e for e in examples.get("examples", []) if 3 <= len(e["sequence"]) <= 7]
-                self.fig("recall_examples.png", lambda p: plots.draw_sequence_examples(
-                    chosen, examples.get("k", k), p, f"{label}: test sequences of lengths 3..7"),
-                    f"Task 2: example test sequences of lengths 3..7 with {label}'s prediction "
-                    "(reference settings; wrong in red)")
+            label, run, _ = max(runs, key=lambda t: t[1].config["model"]["hidden_size"])
+            if (run.path / "examples.json").is_file():
+                self.fig("recall_examples.png", lambda p: self.draw_recall_examples(run, k, p, label),
+                         f"Task 2: example test sequences of lengths 3..7 with {label}'s prediction "
+                         "(reference settings; wrong in red)")
             else:
                 d.p("Figure not drawn: example sequences (the run has no examples.json).")
         every = self.main_runs("recall") + self.main_runs("recall", "tuned")
-        by_length = [(f"{label} ({e.profile})", [r["length"] for r in rec.summary()["test"]["by_length"]],
-                      [100 * r["accuracy"] for r in rec.summary()["test"]["by_length"]])
-                     for label, rec, e in every if rec.summary()["test"].get("by_length")]
+        by_length = [(f"{label} ({e.profile})", [r["length"] for r in run.summary["test"]["by_length"]],
+                      [100 * r["accuracy"] for r in run.summary["test"]["by_length"]])
+                     for label, run, e in every if run.summary["test"].get("by_length")]
         if by_length:
             self.fig("recall_accuracy_by_length.png", lambda p: plots.draw_lines(
                 by_length, p, xlabel="sequence length", ylabel="test accuracy (%)", integer_x=True,
                 ylim=(-2, 102), title="Task 2: test accuracy by sequence length"),
                 "Task 2 (new): test accuracy against sequence length, reference settings and tuned (first seed)")
 
+    @staticmethod
+    def draw_recall_examples(run: Run, k: int, path: Path, label: str) -> Path | None:
+        """The run's example sequences of lengths 3..7 (the exercise showed those)."""
+        from rnnlab.tasks.recall import draw_examples_table, read_examples
+
+        examples = read_examples(run.record)
+        chosen = [e for e in examples.get("examples", []) if 3 <= len(e["sequence"]) <= 7]
+        return draw_examples_table({"k": examples.get("k", k), "examples": chosen, "errors": []}, path,
+                                   f"{label}: test sequences of lengths 3..7")
+
     # Task 3 ------------------------------------------------------------------------------
-    def addition_label(self, record: RunRecord) -> str:
+    @staticmethod
+    def addition_label(run: Run) -> str:
         """A legend entry built from the run's own config.json (never typed in)."""
-        config = record.config()
-        task, model = config["task_config"], config["model"]
-        loss = {"mse": "MSE", "bce": "BCE"}.get(task.get("loss"), task.get("loss"))
-        trained = task.get("train_lengths", "?")
-        return f"{model['cell'].upper()} hidden {model['hidden_size']}, {loss}, trained on L = {trained}"
+        from rnnlab.tasks.addition import label_from_config
+
+        return label_from_config(run.config)
 
     def addition(self) -> None:
         from rnnlab import plots
@@ -587,8 +617,7 @@ class Report:
             e = self.find("reference", "addition", name)
             run = e.first()
             mine = self.value(e)
-            rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20] if run else []
-            whole = 100 * statistics.fmean(r["number_accuracy"] for r in rows) if rows else None
+            whole = mean_percent(reference_rows(run.summary), "number_accuracy") if run else None
             table.append([e.label, pct(e.info.get("reference"), NOT_REPORTED), pct(mine),
                           difference(mine, e.info.get("reference"), True), pct(whole)])
         if table:
@@ -604,8 +633,7 @@ class Report:
             header = ["", "mean bit accuracy, L = 1..20", "mean whole-number accuracy, L = 1..20",
                       *[f"whole-number accuracy, L = {n}" for n in long]]
             bit = e.values()
-            whole_short = [100 * statistics.fmean(r["number_accuracy"] for r in run.summary["test"]["by_length"]
-                                                  if r["length"] <= 20) for run in e.done]
+            whole_short = [mean_percent(reference_rows(run.summary), "number_accuracy") for run in e.done]
             per_long = [[100 * r["number_accuracy"] for run in e.done for r in run.summary["test"]["by_length"]
                          if r["length"] == n] for n in long]
             whole_mean = statistics.fmean(whole_short) if whole_short else None
@@ -616,12 +644,13 @@ class Report:
                               mean_std(whole_short, len(e.runs)), *[mean_std(v, len(e.runs)) for v in per_long]]],
                     right=range(1, len(header)))
 
-        runs = {e.name: (e.first().record, e) for e in self.of("addition", "reference") if e.first()}
+        runs = {e.name: (e.first(), e) for e in self.of("addition", "reference") if e.first()}
         comparisons = [("Hidden 3 vs 10, MSE", ["h3-mse", "h10-mse"]), ("Hidden 5, MSE vs BCE", ["h5-mse", "h5-bce"]),
                        ("Hidden 5, MSE, trained on one length", ["h5-mse-len3", "h5-mse-len5", "h5-mse-len10"])]
 
         def panels(key: str):
-            return [(title, [(self.addition_label(runs[n][0]), *self.by_length(runs[n][0], key, 20))
+            return [(title, [(self.addition_label(runs[n][0]),
+                             *self.by_length(runs[n][0], key, ADDITION_REFERENCE_LENGTHS))
                              for n in group if n in runs]) for title, group in comparisons]
 
         if runs:
@@ -637,19 +666,21 @@ class Report:
                 title="Task 3: whole-number accuracy against input length (reference settings)"),
                 "Task 3 (new): whole-number accuracy (every bit of the sum right) against input length")
         shown = [e for e in tuned if e.first()] + [runs[n][1] for n in ("h5-bce", "h5-mse-len10") if n in runs]
-        general = [(f"{self.addition_label(e.first().record)} ({e.profile})",
-                    *self.by_length(e.first().record, "number_accuracy")) for e in shown]
-        if tuned and any(e.first() for e in tuned):
+        general = [(f"{self.addition_label(e.first())} ({e.profile})",
+                    *self.by_length(e.first(), "number_accuracy")) for e in shown]
+        first_tuned = next((e.first() for e in tuned if e.first()), None)
+        if first_tuned is not None:
+            trained = first_tuned.config["task_config"]["train_lengths"]
             self.fig("addition_generalisation.png", lambda p: plots.draw_lines(
                 general, p, xlabel="input length L (bits, log scale)", ylabel="whole-number accuracy (%)",
                 log_x=True, ylim=(-2, 102),
-                title="Task 3: generalisation to long inputs (tuned: trained on L ≤ 10)"),
+                title=f"Task 3: generalisation to long inputs (tuned: trained on L = {trained})"),
                 "Task 3 (new): whole-number accuracy against input length up to the longest scored, "
                 "tuned recipe (first seed) and reference-settings runs")
 
     @staticmethod
-    def by_length(record: RunRecord, key: str, longest: int | None = None) -> tuple[list[int], list[float]]:
-        rows = [r for r in record.summary()["test"].get("by_length", []) if longest is None or r["length"] <= longest]
+    def by_length(run: Run, key: str, longest: int | None = None) -> tuple[list[int], list[float]]:
+        rows = [r for r in run.summary["test"].get("by_length", []) if longest is None or r["length"] <= longest]
         return [r["length"] for r in rows], [100 * r[key] for r in rows]
 
     # Flaws -------------------------------------------------------------------------------
@@ -674,12 +705,10 @@ class Report:
         if pairs:
             from rnnlab import plots
 
-            def curve(x: Exp, what: str):
-                return (f"{x.label} ({what})", [m["epoch"] for m in x.first().metrics],
-                        [100 * m["valid_accuracy"] for m in x.first().metrics])
-
             panels = [(f"{b.label}: {e.note}" if len(e.note) < 40 else e.label,
-                       [curve(b, "fixed"), curve(e, "flaw put back")]) for e, b in pairs]
+                       [self.curve(f"{b.label} (fixed)", b.first(), "valid_accuracy", 100.0),
+                        self.curve(f"{e.label} (flaw put back)", e.first(), "valid_accuracy", 100.0)])
+                      for e, b in pairs]
             self.fig("flaws_mnist_ablations.png", lambda p: plots.draw_line_panels(
                 panels, p, xlabel="epoch", ylabel="validation accuracy (%)",
                 title="Task 1: validation accuracy by epoch, each fix against the same run with the flaw put back"),
@@ -759,10 +788,10 @@ class Report:
                 if batch is None:
                     continue
                 sizes[batch] = sizes.get(batch, 0) + 1
-                limit = (run.config or {}).get("task_config", {}).get("limit")
-                if limit and limit % batch and len(partial) < 1:
-                    partial.append(f"e.g. {e.id}: {limit:,} training images in batches of {batch}, the last "
-                                   f"of {limit % batch}.")
+                train, _ = mnist_split_sizes(run)
+                if train % batch and not partial:
+                    partial.append(f"e.g. {e.id}: {train:,} training images in batches of {batch}, the last "
+                                   f"of {train % batch}.")
         if not sizes:
             return []
         used = ", ".join(f"{b} ({n} run{'s' if n > 1 else ''})" for b, n in sorted(sizes.items()))
@@ -775,10 +804,7 @@ class Report:
             run = e.first()
             if run is None or not run.metrics or not run.config:
                 continue
-            task = run.config["task_config"]
-            n = task.get("limit") or task.get("num_valid")
-            if not n:
-                continue
+            _, n = mnist_split_sizes(run)
             acc = run.metrics[-1]["valid_accuracy"]
             items.append(f"{e.label} ({e.profile}): {n:,} validation images; last-epoch validation accuracy "
                          f"correct/{n:,} = {100 * acc:.2f}%, where correct/100 would print {acc * n / 100:.2f}"
@@ -827,7 +853,7 @@ class Report:
         return items
 
     def flaw_swapped_legends(self) -> list[str]:
-        labels = [f"{e.name}: \"{self.addition_label(e.first().record)}\"" for e in self.of("addition", role=None)
+        labels = [f"{e.name}: \"{self.addition_label(e.first())}\"" for e in self.of("addition", role=None)
                   if e.first()]
         return ["Legend entries of the Task 3 figures, as built from each run's config.json: "
                 + "; ".join(labels) + "."] if labels else []
@@ -838,11 +864,11 @@ class Report:
             run = e.first()
             if run is None:
                 continue
-            rows = [r for r in run.summary["test"].get("by_length", []) if r["length"] <= 20]
+            rows = reference_rows(run.summary)
             if not rows:
                 continue
             bits = [100 * r["bit_accuracy"] for r in rows]
-            whole = statistics.fmean(100 * r["number_accuracy"] for r in rows)
+            whole = mean_percent(rows, "number_accuracy")
             items.append(f"{e.label}: mean bit accuracy {statistics.fmean(bits):.2f}% (per length "
                          f"{min(bits):.2f}..{max(bits):.2f}), whole-number accuracy {whole:.2f}%.")
         return items

@@ -612,7 +612,11 @@ def by_length(record: RunRecord) -> list[dict]:
 
 def run_label(record: RunRecord) -> str:
     """A legend entry from the run's own config: cell, hidden size, loss, training lengths."""
-    config = record.config()
+    return label_from_config(record.config())
+
+
+def label_from_config(config: dict) -> str:
+    """``run_label`` of a config.json already read."""
     model, task = config["model"], config["task_config"]
     loss = {"mse": "MSE", "bce": "BCE"}.get(task["loss"], task["loss"])
     return f"{model['cell'].upper()} hidden {model['hidden_size']}, {loss}, trained on L = {task['train_lengths']}"

@@ -66,6 +66,13 @@ class MnistTaskConfig:
             raise UserError(f"num-valid must be in 1..59999, got {self.num_valid}")
 
 
+def split_sizes(num_valid: int, limit: int | None, total: int = 60_000) -> tuple[int, int]:
+    """(training, validation) images of a run: ``load_splits_from``'s arithmetic, for readers
+    of a config.json (MNIST and Fashion-MNIST both have 60,000 training images)."""
+    train, valid = total - num_valid, num_valid
+    return (train, valid) if limit is None else (min(train, limit), min(valid, limit))
+
+
 REFERENCE_MODEL = ModelConfig(cell="lstm", input_size=28, hidden_size=100)
 REFERENCE_TRAIN = TrainConfig(epochs=7, batch_size=500, lr=0.01, seed=2111)
 
