@@ -55,3 +55,13 @@ def test_a_damaged_config_json_is_one_line(tmp_path, capsys):
     (out / "config.json").write_text('{"task": "addi')
     assert "config.json is not valid JSON" in one_line_error(["evaluate", str(out)], capsys)
     assert "config.json is not valid JSON" in one_line_error([*ADDITION, "--out", str(out), "--resume"], capsys)
+
+
+def test_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep me\n")
+    err = one_line_error([*RECALL, "--out", str(a_file / "run")], capsys)
+    assert "Not a directory" in err and str(a_file) in err
+    err = one_line_error(["reproduce", "--quick", "--tasks", "addition", "--out", str(a_file)], capsys)
+    assert "File exists" in err and str(a_file) in err
+    assert a_file.read_text() == "keep me\n"

@@ -320,6 +320,20 @@ def test_all_bad_inputs_in_one_call(trained_run, tmp_path, capsys):
     assert [line.split(": ")[0] for line in out] == [str(p) for p, _ in written]
 
 
+def test_names_the_file_system_refuses_are_one_line_and_the_good_image_is_predicted(trained_run, tmp_path,
+                                                                                     capsys):
+    run, raw, labels = trained_run
+    (good, label), = write_pngs(tmp_path / "in", raw, labels, count=1)
+    too_long, glob_too_long = str(tmp_path / ("a" * 300 + ".png")), str(tmp_path / ("x*" + "a" * 300))
+    code, out, err = run_cli(["predict", str(run), too_long, glob_too_long, str(good), "--quiet"], capsys)
+    assert code == 2 and len(err) == 2 and all("File name too long" in line for line in err), err
+    assert len(out) == 1 and out[0].startswith(f"{good}: {label} (")
+    (tmp_path / "afile").write_text("")
+    code, out, err = run_cli(["predict", str(run), str(good), "--quiet",
+                              "--show-input", str(tmp_path / "afile" / "seen.png")], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("rnnlab: error: --show-input "), err
+
+
 def test_a_folder_that_is_not_a_run(tmp_path, capsys):
     image = tmp_path / "digit.png"
     draw("ring").save(image)

@@ -100,6 +100,13 @@ def default_threads() -> int:
     return max(1, min(cores, round(cores - busy_cores())))
 
 
+def os_error_line(err: OSError) -> str:
+    """``path: reason`` of an operating-system error, on one line."""
+    reason = err.strerror or str(err) or type(err).__name__
+    names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -112,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as err:  # a path the system refuses (not a folder, no permission, disk full...)
+        sys.stderr.write(f"rnnlab: error: {os_error_line(err)}\n")
+        return UserError.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("rnnlab: interrupted; finished epochs and runs are kept\n")
         return 130

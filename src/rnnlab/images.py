@@ -199,22 +199,30 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     paths: list[Path] = []
     errors: list[str] = []
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
-            if not found:
-                errors.append(f"{item}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            paths += found
-        elif path.exists() or path.is_symlink():
-            paths.append(path)  # a named file is tried whatever its suffix
-        elif GLOB_CHARS & set(item):
-            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file() and is_image_name(Path(p)))
-            if not found:
-                errors.append(f"{item}: no image files match")
-            paths += found
-        else:
-            errors.append(f"{item}: no such file")
+        try:
+            paths += expand_input(item, errors)
+        except OSError as err:  # e.g. a name too long for the file system
+            errors.append(f"{item[:160]}: {err.strerror or err}")
     return list(dict.fromkeys(paths)), errors
+
+
+def expand_input(item: str, errors: list[str]) -> list[Path]:
+    """The image files one input names; what is wrong with it goes to ``errors``."""
+    path = Path(item)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+        if not found:
+            errors.append(f"{item}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return found
+    if path.exists() or path.is_symlink():
+        return [path]  # a named file is tried whatever its suffix
+    if GLOB_CHARS & set(item):
+        found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file() and is_image_name(Path(p)))
+        if not found:
+            errors.append(f"{item}: no image files match")
+        return found
+    errors.append(f"{item}: no such file")
+    return []
 
 
 def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
@@ -240,7 +248,10 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
 def save_input(path: Path, pixels: np.ndarray) -> None:
     image = Image.fromarray(pixels)  # uint8 (28, 28) -> mode "L"
     fmt = Image.registered_extensions()[path.suffix.lower()]
-    atomic_write_with(path, lambda fh: image.save(fh, format=fmt))
+    try:
+        atomic_write_with(path, lambda fh: image.save(fh, format=fmt))
+    except OSError as err:
+        raise UserError(f"--show-input {str(path)[:160]}: {err.strerror or err}") from None
 
 
 # -- the model ------------------------------------------------------------------------
