@@ -65,3 +65,19 @@ def test_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):
     err = one_line_error(["reproduce", "--quick", "--tasks", "addition", "--out", str(a_file)], capsys)
     assert "File exists" in err and str(a_file) in err
     assert a_file.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("argv,run_dir", [(RECALL, "hidden-3"), (ADDITION, "")], ids=["recall", "addition"])
+def test_force_leaves_nothing_of_the_previous_run(argv, run_dir, tmp_path, capsys):
+    from rnnlab.records import RunRecord
+
+    out = tmp_path / "run"
+    with_figures = [a for a in argv if a != "--no-figures"]
+    assert main([*with_figures, "--out", str(out)]) == 0
+    run = out / run_dir
+    assert RunRecord(run).figures_drawn and list((run / "figures").glob("*.png"))
+    made = {p.name for p in run.iterdir() if p.is_file()}
+    assert main([*argv, "--out", str(out), "--force", "--epochs", "2", "--seed", "7"]) == 0
+    assert not RunRecord(run).figures_drawn and not list((run / "figures").glob("*.png"))
+    assert {p.name for p in run.iterdir() if p.is_file()} == made  # each rewritten by the new run
+    assert len(RunRecord(run).metrics()) == 2

@@ -31,6 +31,10 @@ from rnnlab.fileio import atomic_open, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
 FIGURES_DRAWN = ".drawn"  # in figures/: written last, lists the figures drawn
+# Every file a training run writes in its folder (the tasks' extras included), for --force
+RUN_OUTPUTS = ("metrics.csv", "metrics.jsonl", "timing.csv", "summary.json", "test_predictions.csv",
+               "examples.json", "test_by_epoch.jsonl", f"figures/{FIGURES_DRAWN}")
+RUN_OUTPUT_GLOBS = ("checkpoints/*.pt", "figures/*.png", "tensorboard/events.out.tfevents.*")
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
@@ -63,13 +67,19 @@ class RunRecord:
                 "or --resume to continue it"
             )
         if force and record.dir.exists():
-            for name in ("metrics.csv", "metrics.jsonl", "timing.csv", "summary.json"):
-                (record.dir / name).unlink(missing_ok=True)
-            for ckpt in record.checkpoint_dir.glob("*.pt"):
-                ckpt.unlink()
+            record.remove_outputs()
         record.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(record.dir / "config.json", config)
         return record
+
+    def remove_outputs(self) -> None:
+        """Delete what a training run writes (``--force``): nothing of the last run survives
+        into the new one; files rnnlab did not make stay."""
+        for name in RUN_OUTPUTS:
+            (self.dir / name).unlink(missing_ok=True)
+        for pattern in RUN_OUTPUT_GLOBS:
+            for path in self.dir.glob(pattern):
+                path.unlink()
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunRecord:

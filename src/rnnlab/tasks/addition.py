@@ -61,7 +61,7 @@ TRAIN_BITS = ("uniform", "varied")
 BATCHING = ("mixed", "by-length")
 LONGEST = 100_000  # longest length a spec may name: keeps a typo from allocating gigabytes
 REFERENCE_TEST_LENGTHS = "1-20"  # the exercise's test set: L uniform in 1..20
-TEST_BY_EPOCH = "test_by_epoch.jsonl"
+TEST_BY_EPOCH = "test_by_epoch.jsonl"  # one of records.RUN_OUTPUTS
 
 
 # -- lengths ------------------------------------------------------------------------
@@ -449,8 +449,6 @@ def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict
     """
     cfg = AdditionTaskConfig(**plan.task_config)
     sets = build_sets(cfg, plan.train.seed)
-    if plan.force and not plan.resume:
-        (plan.out / TEST_BY_EPOCH).unlink(missing_ok=True)
     tester = EpochTester(plan.out, in_batches(sets.test, plan.train.eval_batch_size), BitObjective(cfg.loss),
                          on_epoch)
     summary = execute_run(
