@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,27 @@ def test_a_damaged_config_json_is_one_line(tmp_path, capsys):
     (out / "config.json").write_text('{"task": "addi')
     assert "config.json is not valid JSON" in one_line_error(["evaluate", str(out)], capsys)
     assert "config.json is not valid JSON" in one_line_error([*ADDITION, "--out", str(out), "--resume"], capsys)
+
+
+def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*ADDITION, "--out", str(out)]) == 0
+    (out / "config.json").write_text("[1, 2]")
+    assert "config.json is not a JSON object" in one_line_error(["evaluate", str(out)], capsys)
+    assert "config.json is not a JSON object" in one_line_error([*ADDITION, "--out", str(out), "--resume"], capsys)
+    (out / "config.json").write_text('{"model": [], "train": {}}')
+    assert "not an rnnlab run config" in one_line_error([*ADDITION, "--out", str(out), "--resume"], capsys)
+
+
+def test_resume_reads_fields_a_record_predates_as_their_defaults(tmp_path, capsys):
+    """One rule for "same settings" in train --resume and in reproduce's up-front check."""
+    out = tmp_path / "run"
+    argv = [*ADDITION, "--epochs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["model"]["readout"], config["train"]["backend"]  # as written before those existed
+    (out / "config.json").write_text(json.dumps(config))
+    assert main([*argv, "--resume"]) == 0
 
 
 def test_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):

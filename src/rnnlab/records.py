@@ -114,11 +114,14 @@ class RunRecord:
     def read_json(self, name: str) -> dict:
         path = self.dir / name
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             raise UserError(f"{path} is missing") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path} is not valid JSON ({err}); delete the run and train again") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is not a JSON object; delete the run and train again")
+        return data
 
     def config(self) -> dict:
         return self.read_json("config.json")

@@ -40,7 +40,7 @@ from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_write_json
 from rnnlab.models import ModelConfig
 from rnnlab.records import RunRecord
-from rnnlab.runs import RunPlan
+from rnnlab.runs import RunPlan, saved_config
 from rnnlab.tasks import task_module
 from rnnlab.train import TrainConfig, configure_threads
 
@@ -365,25 +365,12 @@ def jobs_of(experiments: list[Experiment], out: Path, force: bool) -> list[Job]:
     return jobs
 
 
-def with_defaults(config: dict) -> dict:
-    """A saved config with fields added to the configs since it was written set to their defaults."""
-    return {**config, "model": {**ModelConfig().to_dict(), **config.get("model", {})},
-            "train": {**TrainConfig().to_dict(), **config.get("train", {})}}
-
-
 def check_existing(jobs: list[Job], force: bool) -> None:
     """Refuse, before training anything, to reuse or resume a run made with other settings."""
     if force:
         return
     for job in jobs:
-        path = job.plan.out / "config.json"
-        if not path.is_file():
-            continue
-        try:
-            existing = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{path} is not valid JSON; pass --force to rerun the reproduction") from None
-        if with_defaults(existing) != job.plan.config():
+        if (job.plan.out / "config.json").is_file() and saved_config(RunRecord(job.plan.out)) != job.plan.config():
             raise UserError(f"{job.plan.out} was made with other settings (e.g. with or without --quick); "
                             "use another --out, or --force to rerun")
 

@@ -72,15 +72,23 @@ def environment() -> dict:
             "command": " ".join(["rnnlab", *sys.argv[1:]])}
 
 
+def saved_config(record: RunRecord) -> dict:
+    """A run's config.json, fields added to the configs since it was written set to their
+    defaults (so a record from before, say, --backend still matches its plan)."""
+    config = record.config()
+    model, train = config.get("model", {}), config.get("train", {})
+    if not isinstance(model, dict) or not isinstance(train, dict):
+        raise UserError(f"{record.dir / 'config.json'} is not an rnnlab run config (model and train must be objects)")
+    return {**config, "model": {**ModelConfig().to_dict(), **model}, "train": {**TrainConfig().to_dict(), **train}}
+
+
 def open_record(plan: RunPlan) -> RunRecord:
     """A new record, or with ``resume`` the existing one after checking it is the same run."""
     if plan.resume:
         RunRecord(plan.out).remove_stale_temp_files()  # left by a writer that was killed
     if plan.resume and (plan.out / "config.json").is_file():
         record = RunRecord.open(plan.out)
-        saved = record.config()  # a record from before --backend/--precision: read as their defaults
-        saved = {**saved, "train": {"backend": "auto", "precision": "fp32", **saved.get("train", {})}}
-        if saved != plan.config():
+        if saved_config(record) != plan.config():
             raise UserError(f"cannot resume {plan.out}: its config differs from this command's; "
                             "use --force to start over")
         return record
