@@ -41,6 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rnnlab.errors import UserError
+from rnnlab.models import GATES
+
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -491,7 +494,7 @@ def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels, dtype: torch.
 def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, layers: int = 1,
                 directions: int = 1) -> float:
     """Matmul GFLOP of one training step: 3x the forward's 2*B*T*G*H*(F+H) per layer and direction."""
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    gates = GATES[cell]
     forward = 0.0
     for layer in range(layers):
         f_in = features if layer == 0 else directions * hidden
@@ -611,8 +614,6 @@ def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        from rnnlab.errors import UserError
-
         raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
@@ -627,7 +628,6 @@ def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32
     for module in model.modules():
         if isinstance(module, nn.RNNBase):
             if backend == "stock" and precision == "fp32":
-                check_choice("backend", backend, BACKENDS)
                 module.__dict__.pop("rnnlab_runner", None)
                 continue
             runner = RecurrentRunner(backend, precision, train_steps, log)

@@ -68,7 +68,6 @@ def model_config_from_args(args: argparse.Namespace, input_size: int, num_output
 def train_config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     values = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                   weight_decay=args.weight_decay, clip=args.clip, schedule=args.schedule, seed=args.seed,
-                  backend=getattr(args, "backend", TrainConfig.backend),
-                  precision=getattr(args, "precision", TrainConfig.precision))
+                  backend=args.backend, precision=args.precision)
     values.update(overrides)
     return TrainConfig(**values)

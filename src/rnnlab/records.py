@@ -160,13 +160,6 @@ class RunRecord:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path} is corrupt ({err})") from None
 
-    def timings(self) -> list[dict[str, Any]]:
-        path = self.dir / "timing.csv"
-        if not path.is_file():
-            return []
-        with path.open(newline="") as fh:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, name: str, payload: dict) -> Path:
         path = self.checkpoint_dir / f"{name}.pt"

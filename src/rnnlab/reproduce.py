@@ -38,10 +38,10 @@ from tqdm import tqdm
 from rnnlab import reference
 from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_write_json
-from rnnlab.models import ModelConfig
+from rnnlab.models import GATES, ModelConfig
 from rnnlab.records import RunRecord
 from rnnlab.runs import RunPlan, saved_config
-from rnnlab.tasks import task_module
+from rnnlab.tasks import draw_run_figures, task_module
 from rnnlab.train import TrainConfig, configure_threads
 
 PROFILES = ("reference", "tuned")
@@ -341,7 +341,7 @@ def epoch_cost(exp: Experiment) -> float:
         lengths = parse_lengths(cfg.get("train_lengths", "1-20"))
         examples, steps = cfg.get("train_size", 250), sum(lengths) / len(lengths)
     m = exp.model
-    gates = {"rnn": 1, "gru": 3, "lstm": 4}[m.cell]
+    gates = GATES[m.cell]
     batches = -(-examples // t.batch_size)
     per_step = 4e-5 * m.directions + t.batch_size * gates * m.hidden_size * (m.hidden_size + m.input_size) * \
         m.directions * 6 / 3e10
@@ -389,23 +389,16 @@ def train_job(index: int, task: str, plan: RunPlan, data_dir: str | None, figure
     return index, summary, time.perf_counter() - started
 
 
-def run_parallel(jobs: list[Job], workers: int, force: bool, data_dir: str | None,
-                 figures: bool, quiet: bool) -> list[dict]:
+def run_parallel(pending: list[Job], workers: int, data_dir: str | None, figures: bool,
+                 quiet: bool) -> list[dict]:
     """Unfinished runs in ``workers`` one-thread processes, longest first.
 
     On this kind of machine two one-thread processes finish about 20% more runs than
     one two-thread process: small recurrent steps do not split well across threads.
     """
-    from rnnlab.report import headline
-
-    statuses, pending = [], []
-    for job in jobs:
-        if reusable(job, force, figures, data_dir):
-            statuses.append({"run": job.run_id, "status": "reused"})
-        else:
-            pending.append(job)
-    pending.sort(key=lambda j: -epoch_cost(j.exp) * j.exp.train.epochs)
+    pending = sorted(pending, key=lambda j: -epoch_cost(j.exp) * j.exp.train.epochs)
     tasks = [(i, j.exp.task, j.plan, data_dir, figures) for i, j in enumerate(pending)]
+    statuses = []
     # spawn: no forked torch thread pools; die_with_parent: no orphan trains on after a kill -9
     pool = multiprocessing.get_context("spawn").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     with progress(pending, quiet) as bar:
@@ -414,10 +407,7 @@ def run_parallel(jobs: list[Job], workers: int, force: bool, data_dir: str | Non
             for index, summary, seconds in pool.imap_unordered(train_job_star, tasks):
                 job = pending[index]
                 bar.update(epoch_cost(job.exp) * job.exp.train.epochs)
-                statuses.append({"run": job.run_id, "status": "trained", "seconds": seconds})
-                metric, value = headline(job.exp.task, summary)
-                line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
-                bar.write(line) if not bar.disable else print(line, flush=True)
+                statuses.append(trained(job, summary, seconds, bar))
         except BaseException:
             # unfinished runs keep their last completed epoch (atomic writes) and resume next time
             pool.terminate()
@@ -455,8 +445,7 @@ def reusable(job: Job, force: bool, figures: bool, data_dir: str | None) -> bool
     if force or not record.is_complete:
         return False
     if figures and not record.figures_drawn:
-        draw = task_module(job.exp.task).draw_figures
-        record.draw_figures(lambda r: draw(r, data_dir))
+        draw_run_figures(job.exp.task, job.plan.out, data_dir)
     return True
 
 
@@ -464,28 +453,30 @@ def train_job_star(args: tuple) -> tuple[int, dict, float]:
     return train_job(*args)
 
 
-def run_all(experiments: list[Experiment], out: Path, force: bool, data_dir: str | None,
-            figures: bool, quiet: bool, workers: int = 1) -> list[dict]:
+def run_all(jobs: list[Job], force: bool, data_dir: str | None, figures: bool, quiet: bool,
+            workers: int = 1) -> list[dict]:
     """Train every (experiment, seed) not yet finished; returns one status row per run."""
-    from rnnlab.report import headline
-
-    jobs = jobs_of(experiments, out, force)
+    statuses, pending = [], []
+    for job in jobs:
+        if reusable(job, force, figures, data_dir):
+            statuses.append({"run": job.run_id, "status": "reused"})
+        else:
+            pending.append(job)
     if workers > 1:
-        return run_parallel(jobs, workers, force, data_dir, figures, quiet)
-    statuses = []
-    with progress(jobs, quiet) as bar:
-        def say(line: str) -> None:
-            bar.write(line) if not bar.disable else print(line, flush=True)
+        return statuses + run_parallel(pending, workers, data_dir, figures, quiet)
+    return statuses + run_sequential(pending, force, data_dir, figures, quiet)
 
-        for number, job in enumerate(jobs, start=1):
+
+def run_sequential(pending: list[Job], force: bool, data_dir: str | None, figures: bool,
+                   quiet: bool) -> list[dict]:
+    """Unfinished runs one after the other in this process, with epoch progress."""
+    statuses = []
+    with progress(pending, quiet) as bar:
+        for number, job in enumerate(pending, start=1):
             cost, epochs = epoch_cost(job.exp), job.exp.train.epochs
-            if reusable(job, force, figures, data_dir):
-                bar.update(cost * epochs)
-                statuses.append({"run": job.run_id, "status": "reused"})
-                continue
             done_before = 0 if force else len(RunRecord(job.plan.out).metrics())
             bar.update(cost * done_before)
-            bar.set_description_str(f"[{number}/{len(jobs)}] {job.run_id}")
+            bar.set_description_str(f"[{number}/{len(pending)}] {job.run_id}")
             bar.set_postfix_str(f"epoch {done_before}/{epochs}")
 
             def on_epoch(row: dict, cost=cost, epochs=epochs) -> None:
@@ -495,11 +486,18 @@ def run_all(experiments: list[Experiment], out: Path, force: bool, data_dir: str
             started = time.perf_counter()
             summary = train_function(job.exp.task)(job.plan, data_dir=data_dir, figures=figures,
                                                    on_epoch=on_epoch)
-            seconds = time.perf_counter() - started
-            statuses.append({"run": job.run_id, "status": "trained", "seconds": seconds})
-            metric, value = headline(job.exp.task, summary)
-            say(f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)")
+            statuses.append(trained(job, summary, time.perf_counter() - started, bar))
     return statuses
+
+
+def trained(job: Job, summary: dict, seconds: float, bar: tqdm) -> dict:
+    """Say what a run just trained scored; its status row."""
+    from rnnlab.report import headline
+
+    metric, value = headline(job.exp.task, summary)
+    line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
+    bar.write(line) if not bar.disable else print(line, flush=True)
+    return {"run": job.run_id, "status": "trained", "seconds": seconds}
 
 
 @contextlib.contextmanager
@@ -527,7 +525,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def write_manifest(out: Path, args: argparse.Namespace, experiments: list[Experiment], ablations: bool) -> None:
+def write_manifest(out: Path, args: argparse.Namespace, experiments: list[Experiment], ablations: bool,
+                   quick: bool) -> None:
     """reproduce.json: this command's experiments, keeping other profiles already in the folder."""
     path = out / "reproduce.json"
     current = {(e.profile, e.task) for e in experiments}
@@ -538,7 +537,6 @@ def write_manifest(out: Path, args: argparse.Namespace, experiments: list[Experi
             kept = [e for e in previous.get("experiments", []) if (e.get("profile"), e.get("task")) not in current]
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             kept = []
-    quick = bool(args.quick or args.dry_run)
     atomic_write_json(path, {
         "format": "rnnlab-reproduce-v1", "profile": args.profile, "quick": quick,
         "seeds": args.seeds, "ablations": ablations, "flaws": FLAWS,
@@ -555,15 +553,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
         raise UserError(f"jobs must be >= 1, got {args.jobs}")
     tasks = tuple(args.tasks) if args.tasks else TASKS
     out = Path(args.out)
-    quick = args.quick or args.dry_run
+    quick = bool(args.quick or args.dry_run)
     ablations = args.ablations if args.ablations is not None else (quick or args.profile == "all")
     experiments = all_experiments(args.profile, quick, args.seeds, args.seed, ablations=ablations, tasks=tasks)
     with folder_lock(out), sigterm_as_interrupt():
-        check_existing(jobs_of(experiments, out, args.force), args.force)  # before anything is written
-        write_manifest(out, args, experiments, ablations)
+        jobs = jobs_of(experiments, out, args.force)
+        check_existing(jobs, args.force)  # before anything is written
+        write_manifest(out, args, experiments, ablations, quick)
         started = time.perf_counter()
-        statuses = run_all(experiments, out, args.force, args.data_dir, not args.no_figures, args.quiet,
-                           workers=args.jobs)
+        statuses = run_all(jobs, args.force, args.data_dir, not args.no_figures, args.quiet, workers=args.jobs)
         trained = sum(s["status"] == "trained" for s in statuses)
         print(f"{trained} run(s) trained, {len(statuses) - trained} reused, "
               f"{time.perf_counter() - started:.0f}s", flush=True)

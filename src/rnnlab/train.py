@@ -258,7 +258,7 @@ def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitSt
     payload["optimizer"] = optimizer.state_dict()
     payload["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     payload["torch_rng"] = torch.get_rng_state()
-    payload["fit_state"] = {k: v for k, v in asdict(state).items()}
+    payload["fit_state"] = asdict(state)
     record.save_checkpoint("last", payload)
 
 

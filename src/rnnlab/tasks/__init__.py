@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from pathlib import Path
 from types import ModuleType
 
 from rnnlab.errors import UserError
@@ -28,6 +29,12 @@ def task_module(name: str) -> ModuleType:
     if name not in TASK_MODULES:
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASK_MODULES)}")
     return importlib.import_module(TASK_MODULES[name])
+
+
+def draw_run_figures(task: str, run_dir: str | Path, data_dir: str | None = None) -> list[Path]:
+    """A finished run's figures, then the mark that they are complete (``figures/.drawn``)."""
+    draw = task_module(task).draw_figures
+    return RunRecord.open(run_dir).draw_figures(lambda record: draw(record, data_dir))
 
 
 def task_of(record: RunRecord) -> ModuleType:

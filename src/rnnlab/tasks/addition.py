@@ -45,6 +45,7 @@ from rnnlab.options import (
 )
 from rnnlab.records import RunRecord
 from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.tasks import draw_run_figures
 from rnnlab.train import (
     Batch,
     BatchResult,
@@ -437,12 +438,7 @@ def read_test_by_epoch(record: RunRecord) -> list[dict]:
 
 def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
                on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """The common ``train_plan`` signature of every task (``data_dir`` is unused here)."""
-    return train_addition(plan, figures=figures, on_epoch=on_epoch)
-
-
-def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train one addition run from a plan (used by the CLI and by ``rnnlab reproduce``).
+    """Train one addition run from a plan (the CLI and ``rnnlab reproduce``); ``data_dir`` is unused.
 
     ``on_epoch`` receives fit's row plus ``test_loss``, ``test_accuracy`` and
     ``test_number_accuracy`` of that epoch.
@@ -456,7 +452,7 @@ def train_addition(plan: RunPlan, figures: bool = True, on_epoch: Callable[[dict
         lambda model, record: test_model(model, sets, cfg, plan.train.eval_batch_size), tester,
         on_resume=tester.catch_up)
     if figures:
-        RunRecord.open(plan.out).draw_figures(draw_figures)
+        draw_run_figures(NAME, plan.out)
     return summary
 
 
@@ -485,7 +481,7 @@ def print_epoch(row: dict) -> None:
 def run_train(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     plan = plan_from_args(args)
-    summary = train_addition(plan, figures=not args.no_figures, on_epoch=None if args.quiet else print_epoch)
+    summary = train_plan(plan, figures=not args.no_figures, on_epoch=None if args.quiet else print_epoch)
     test = summary["test"]
     print(f"{plan.out}: over lengths {test['eval_lengths']}, mean bit accuracy "
           f"{100 * test['bit_accuracy_mean']:.2f}%, mean whole-number accuracy "

@@ -28,6 +28,7 @@ from rnnlab.options import (
 )
 from rnnlab.records import RunRecord, rows_to_csv
 from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.tasks import draw_run_figures
 from rnnlab.train import (
     Batch,
     ClassificationObjective,
@@ -172,7 +173,7 @@ def train_plan(plan: RunPlan, *, data_dir: str | None = None, figures: bool = Tr
         lambda model, record: test_model(model, record, splits.test, plan.train.eval_batch_size),
         on_epoch)
     if figures:
-        RunRecord.open(plan.out).draw_figures(lambda record: draw_figures(record, data_dir))
+        draw_run_figures(NAME, plan.out, data_dir)
     return summary
 
 
