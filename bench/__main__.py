@@ -19,7 +19,6 @@ Writes ``bench.md`` and ``bench.json`` into ``--out`` (default bench/results/).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -29,10 +28,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from bench import accuracy, threads, throughput
 from rnnlab.backends import auto_compiles
+from rnnlab.fileio import atomic_write_text
+from rnnlab.models import CELLS
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
@@ -41,17 +41,12 @@ SYNTHETIC = ("recall_throughput", "addition_throughput")
 
 
 def machine(threads_used: int) -> dict:
-    model = "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    flags = ""
-    with contextlib.suppress(OSError, StopIteration):
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        cpuinfo = []
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
+    flags = next((line for line in cpuinfo if line.startswith("flags")), "")
     return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "logical_cpus": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
             "torch": torch.__version__, "python": platform.python_version(), "threads": threads_used,
@@ -61,9 +56,6 @@ def machine(threads_used: int) -> dict:
 def synthetic(threads_used: int, log) -> dict:
     results = {}
     for name in SYNTHETIC:
-        if not (Path(__file__).parent / f"{name}.py").is_file():
-            results[name] = {"skipped": "script not present"}
-            continue
         started = time.perf_counter()
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -80,7 +72,7 @@ def synthetic(threads_used: int, log) -> dict:
 
 def auto_choice(model: dict, precision: str = "fp32") -> str:
     """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
-    rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[model["cell"]](
+    rnn = CELLS[model["cell"]](
         28, model["hidden"], batch_first=True, bidirectional=model["bidirectional"])
     compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100, precision=precision)
     return "compiled" if compiles else "stock"
@@ -210,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    (out / "bench.md").write_text(text)
-    (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
+    atomic_write_text(out / "bench.md", text)
+    atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=str))
     print(text)
     log(f"bench: wrote {out / 'bench.md'} and {out / 'bench.json'}")
     return 0

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from rnnlab.backends import matmul_gflops, train_gflop, use_backend
-from rnnlab.models import ModelConfig, SequenceClassifier
+from rnnlab.models import CELLS, ModelConfig, SequenceClassifier
 from rnnlab.train import (
     ClassificationObjective,
     ShuffledBatches,
@@ -83,7 +83,7 @@ class BareModel(nn.Module):
 
     def __init__(self, cell: str, hidden: int, bidirectional: bool):
         super().__init__()
-        self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](
+        self.rnn = CELLS[cell](
             28, hidden, batch_first=True, bidirectional=bidirectional)
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), 10)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rnnlab import reference
+from rnnlab.data.split import MNIST_NUM_VALID
 from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_write_json
 from rnnlab.models import GATES, ModelConfig
@@ -147,7 +148,7 @@ def mnist_label(cell: str, bidirectional: bool) -> str:
 
 def mnist_reference_experiment(name: str, quick: bool, seed: int) -> Experiment:
     cell, hidden, bidirectional, epochs = MNIST_MODELS[name]
-    task = {"dataset": "mnist", "num_valid": 10_000, "augment_shift": 0,
+    task = {"dataset": "mnist", "num_valid": MNIST_NUM_VALID, "augment_shift": 0,
             "limit": QUICK_MNIST_EXAMPLES if quick else None}
     clip = 1.0 if cell == "rnn" else None  # the reference's RNN was unstable without it
     # Adam 0.01 as the reference, decayed to 0 by a cosine: at a constant 0.01 the last
@@ -331,7 +332,7 @@ def epoch_cost(exp: Experiment) -> float:
     """A rough relative cost of one training epoch, in seconds; only for the progress ETA."""
     cfg, t = exp.task_config, exp.train
     if exp.task == "mnist":
-        examples = cfg.get("limit") or 60_000 - cfg.get("num_valid", 10_000)
+        examples = cfg.get("limit") or 60_000 - cfg.get("num_valid", MNIST_NUM_VALID)
         steps = 28.0
     elif exp.task == "recall":
         examples, steps = cfg.get("train_size", 800), (cfg.get("min_length", 3) + cfg.get("max_length", 10)) / 2

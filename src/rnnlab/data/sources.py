@@ -277,9 +277,9 @@ def _pickle_parts(obj: object, source: str) -> list[tuple[np.ndarray, np.ndarray
 
 def _pixels_to_bytes(x: np.ndarray, source: str) -> np.ndarray:
     """Recover uint8 pixels from byte/256 floats, insisting the round trip is exact."""
-    pixels = np.rint(x.astype(np.float64) * 256)
+    pixels = np.rint(x * 256)  # float32: scaling by 256 is exact, no float64 copies (~0.4 GB) needed
     exact = (pixels >= 0).all() and (pixels <= 255).all()
-    if not exact or not np.array_equal((pixels / 256).astype(np.float32), x):
+    if not exact or not np.array_equal(pixels / 256, x):
         raise UserError(f"{source}: pixels are not exactly byte/256; refusing to guess")
     return pixels.astype(np.uint8).reshape(-1, 28, 28)
 

@@ -352,6 +352,11 @@ REFERENCE_TRAIN = TrainConfig(epochs=5, batch_size=1, lr=0.01, seed=2111)
 REFERENCE_TASK = AdditionTaskConfig()
 DRY_RUN = {"train_size": 64, "test_pairs": 20, "eval_pairs": 10}  # seconds, end to end
 
+
+def dry_run_config(cfg: AdditionTaskConfig) -> AdditionTaskConfig:
+    """``cfg`` with its sizes cut to ``DRY_RUN`` (never raised)."""
+    return replace(cfg, **{k: min(v, getattr(cfg, k)) for k, v in DRY_RUN.items()})
+
 # rnnlab's recipe: BCE, fresh batched data, trained on lengths up to 10 only.
 # Input noise makes the carry a stable attractor of the state, which is what carries
 # the model from 10 steps to 1,000 (without it, 1-3 of 3 seeds failed at L = 1000).
@@ -464,7 +469,7 @@ def plan_from_args(args: argparse.Namespace) -> RunPlan:
                               train_bits=args.train_bits, train_noise=args.train_noise,
                               batching=args.batching)
     if args.dry_run:
-        task = replace(task, **{k: min(v, getattr(task, k)) for k, v in DRY_RUN.items()})
+        task = dry_run_config(task)
     train = train_config_from_args(args, epochs=1 if args.dry_run else args.epochs)
     model = model_config_from_args(args, input_size=2, num_outputs=1)
     return RunPlan(Path(args.out), NAME, "per_step", model, train, task.to_dict(),
@@ -532,7 +537,7 @@ def evaluate_run(record: RunRecord, args: argparse.Namespace) -> dict:
     config = record.config()
     cfg = AdditionTaskConfig(**config["task_config"])
     if getattr(args, "dry_run", False):
-        cfg = replace(cfg, **{k: min(v, getattr(cfg, k)) for k, v in DRY_RUN.items()})
+        cfg = dry_run_config(cfg)
     model, _ = load_model(record, "best")
     sets = build_sets(replace(cfg, data="fresh"), config["train"]["seed"])  # no training set needed
     return test_model(model, sets, cfg, config["train"]["eval_batch_size"])

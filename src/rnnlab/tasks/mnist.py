@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab.data.split import MNIST_NUM_VALID
 from rnnlab.errors import UserError
 from rnnlab.fileio import atomic_write_text
 from rnnlab.models import ModelConfig
@@ -54,7 +55,7 @@ DRY_RUN_EXAMPLES = 1500  # a few batches end to end: enough to exercise every st
 @dataclass(frozen=True)
 class MnistTaskConfig:
     dataset: str = "mnist"
-    num_valid: int = 10_000
+    num_valid: int = MNIST_NUM_VALID
     augment_shift: int = 0  # max random shift in pixels, each axis, per training image
     limit: int | None = None  # keep only this many train/valid/test images (dry runs, tests)
 
@@ -213,7 +214,7 @@ def evaluate_run(record: RunRecord, args: argparse.Namespace) -> dict:
     config = record.config()
     task = MnistTaskConfig(**config["task_config"])
     if getattr(args, "dry_run", False):
-        task = MnistTaskConfig(**{**asdict(task), "limit": DRY_RUN_EXAMPLES})
+        task = replace(task, limit=DRY_RUN_EXAMPLES)
     model, _ = load_model(record, "best")  # a bad checkpoint is refused before the data loads
     splits = load_splits(task, config["train"]["seed"], getattr(args, "data_dir", None))
     batches = splits.test.in_order(config["train"]["eval_batch_size"])
