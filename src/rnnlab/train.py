@@ -12,7 +12,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -221,9 +221,22 @@ def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objec
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Sequence[Batch], objective: Objective) -> dict[str, float]:
     model.eval()
+    return metrics_of(objective(model(batch.x, batch.lengths), batch) for batch in batches)
+
+
+@torch.no_grad()
+def evaluate_outputs(model: nn.Module, batches: Sequence[Batch],
+                     objective: Objective) -> tuple[list[BatchResult], Tensor]:
+    """Each batch's objective result and the concatenated outputs (logits), from one pass."""
+    model.eval()
+    outputs = [model(batch.x, batch.lengths) for batch in batches]
+    return [objective(out, batch) for out, batch in zip(outputs, batches, strict=True)], torch.cat(outputs)
+
+
+def metrics_of(results: Iterable[BatchResult]) -> dict[str, float]:
+    """Mean loss per item and accuracy over batch results."""
     loss_sum, items, correct = 0.0, 0, 0
-    for batch in batches:
-        result = objective(model(batch.x, batch.lengths), batch)
+    for result in results:
         loss_sum += float(result.loss) * result.items
         items, correct = items + result.items, correct + result.correct
     return {"loss": loss_sum / max(items, 1), "accuracy": correct / max(items, 1)}

@@ -38,7 +38,8 @@ from rnnlab.train import (
     TrainConfig,
     configure_threads,
     evaluate,
-    predict_batches,
+    evaluate_outputs,
+    metrics_of,
 )
 
 NAME = "mnist"
@@ -143,9 +144,10 @@ def test_model(model: nn.Module, record: RunRecord, test: TensorDataset, batch_s
     """Test loss and accuracy, per-batch test loss, and the per-image predictions file."""
     batches = test.in_order(batch_size)
     objective = ClassificationObjective()
-    overall = evaluate(model, batches, objective)
-    batch_losses = [evaluate(model, [b], objective)["loss"] for b in batches]
-    predictions = predict_batches(model, batches).argmax(dim=-1)
+    results, logits = evaluate_outputs(model, batches, objective)
+    overall = metrics_of(results)
+    batch_losses = [metrics_of([r])["loss"] for r in results]
+    predictions = logits.argmax(dim=-1)
     rows = [{"index": i, "label": int(t), "prediction": int(p)}
             for i, (t, p) in enumerate(zip(test.y.tolist(), predictions.tolist(), strict=True))]
     atomic_write_text(record.dir / "test_predictions.csv", rows_to_csv(rows))

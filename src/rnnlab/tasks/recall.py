@@ -47,8 +47,8 @@ from rnnlab.train import (
     TensorDataset,
     TrainConfig,
     configure_threads,
-    evaluate,
-    predict_batches,
+    evaluate_outputs,
+    metrics_of,
 )
 
 NAME = "recall"
@@ -282,8 +282,8 @@ def choose_examples(test: RecallSet, correct: Tensor) -> tuple[list[int], list[i
 def score(model: nn.Module, test: RecallSet, batch_size: int) -> tuple[dict, Tensor]:
     """Overall and per-length test metrics, and the (N, 10) logits."""
     batches = test.dataset().in_order(batch_size)
-    overall = evaluate(model, batches, ClassificationObjective())
-    logits = predict_batches(model, batches)
+    results, logits = evaluate_outputs(model, batches, ClassificationObjective())
+    overall = metrics_of(results)
     correct = logits.argmax(dim=-1) == test.y
     metrics = {"loss": overall["loss"], "accuracy": overall["accuracy"], "examples": len(test),
                "batch_size": batch_size, "by_length": accuracy_by_length(test.lengths, correct)}
