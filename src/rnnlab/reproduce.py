@@ -408,7 +408,7 @@ def run_parallel(pending: list[Job], workers: int, data_dir: str | None, figures
             for index, summary, seconds in pool.imap_unordered(train_job_star, tasks):
                 job = pending[index]
                 bar.update(epoch_cost(job.exp) * job.exp.train.epochs)
-                statuses.append(trained(job, summary, seconds, bar))
+                statuses.append(report_trained(job, summary, seconds, bar))
         except BaseException:
             # unfinished runs keep their last completed epoch (atomic writes) and resume next time
             pool.terminate()
@@ -487,11 +487,11 @@ def run_sequential(pending: list[Job], force: bool, data_dir: str | None, figure
             started = time.perf_counter()
             summary = train_function(job.exp.task)(job.plan, data_dir=data_dir, figures=figures,
                                                    on_epoch=on_epoch)
-            statuses.append(trained(job, summary, time.perf_counter() - started, bar))
+            statuses.append(report_trained(job, summary, time.perf_counter() - started, bar))
     return statuses
 
 
-def trained(job: Job, summary: dict, seconds: float, bar: tqdm) -> dict:
+def report_trained(job: Job, summary: dict, seconds: float, bar: tqdm) -> dict:
     """Say what a run just trained scored; its status row."""
     from rnnlab.report import headline
 
