@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from bench import accuracy, threads, throughput
-from rnnlab.backends import auto_compiles
-from rnnlab.fileio import atomic_write_text
-from rnnlab.models import CELLS
+from rnnlab.core.backends import auto_compiles
+from rnnlab.core.fileio import atomic_write_text
+from rnnlab.core.models import CELLS
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32

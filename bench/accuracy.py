@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from rnnlab.backends import use_backend
-from rnnlab.models import ModelConfig, SequenceClassifier
+from rnnlab.core.backends import use_backend
+from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.tasks.mnist import MnistTaskConfig, build_task_data, load_splits
-from rnnlab.train import (
+from rnnlab.core.train import (
     ClassificationObjective,
     TrainConfig,
     evaluate,

@@ -4,7 +4,7 @@ the same lengths (uniform in 1..20) and the same loss (MSE of the sigmoid).
 
 - batch-1 loop: the exercise's way, one pair per step, a plain PyTorch loop over
   the 250 reference pairs (``model(x)``, MSE, ``backward``, Adam step);
-- rnnlab batched: ``rnnlab.train.train_one_epoch`` over fresh generated batches
+- rnnlab batched: ``rnnlab.core.train.train_one_epoch`` over fresh generated batches
   (generation, padding, packing and masking included in the time).
 
 Usage: ``python bench/addition_throughput.py [--threads N] [--json OUT]``; a later
@@ -21,9 +21,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from rnnlab.models import ModelConfig, build_model
+from rnnlab.core.models import ModelConfig, build_model
 from rnnlab.tasks.addition import BinaryAdditionTask, BitObjective, FreshBatches
-from rnnlab.train import TrainConfig, configure_threads, make_optimizer, set_seed, train_one_epoch
+from rnnlab.core.train import TrainConfig, configure_threads, make_optimizer, set_seed, train_one_epoch
 
 MODEL = ModelConfig(cell="lstm", input_size=2, hidden_size=5, num_outputs=1)
 LENGTHS = range(1, 21)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.threads)
     print(markdown(result))
     if args.json:
-        from rnnlab.fileio import atomic_write_json
+        from rnnlab.core.fileio import atomic_write_json
 
         atomic_write_json(args.json, result)
     return 0

@@ -2,7 +2,7 @@
 
 Each test image is written as a PNG at 4x size (112x112, bilinear by default) with
 inverted colours (dark ink on white), as a user's scan would look, then read back
-through :func:`rnnlab.images.predict_images`, the code behind ``rnnlab predict``
+through :func:`rnnlab.core.images.predict_images`, the code behind ``rnnlab predict``
 (file reading, MNIST-style preprocessing, normalisation, model). The accuracy is
 printed beside the run's accuracy on the original IDX tensors, so the cost of the
 round trip shows. Target: >= 95% for a good LSTM run.
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rnnlab.errors import UserError
-from rnnlab.images import load_digit_model, predict_images
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.images import load_digit_model, predict_images
+from rnnlab.core.records import RunRecord
 from rnnlab.tasks.mnist import normalise
-from rnnlab.train import configure_threads
+from rnnlab.core.train import configure_threads
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default=None, metavar="DIR", help="write the PNGs here and keep them")
     args = parser.parse_args(argv)
     try:
-        from rnnlab.data import default_data_root, load_dataset
+        from rnnlab.core.data import default_data_root, load_dataset
 
         configure_threads(args.threads)
         record = RunRecord.open(args.run)

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from rnnlab.models import ModelConfig, SequenceClassifier
+from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.tasks.recall import DigitRecallTask, FreshBatches, generator_for
-from rnnlab.train import (
+from rnnlab.core.train import (
     Batch,
     ClassificationObjective,
     ShuffledBatches,

@@ -25,9 +25,9 @@ BUSY_LOOP = "while True: pass"
 def one(threads: int, backend: str, seconds: float) -> dict:
     """Sequences per second of rnnlab's trainer in this process."""
     from bench.throughput import BATCH, mnist_train
-    from rnnlab.backends import use_backend
-    from rnnlab.models import ModelConfig, SequenceClassifier
-    from rnnlab.train import (
+    from rnnlab.core.backends import use_backend
+    from rnnlab.core.models import ModelConfig, SequenceClassifier
+    from rnnlab.core.train import (
         ClassificationObjective,
         ShuffledBatches,
         TensorDataset,

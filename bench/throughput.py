@@ -4,9 +4,9 @@ For each model (RNN, LSTM, GRU, one- and bidirectional) and each way of training
 
 - ``bare nn.*``: the module, a linear head on h_n, cross-entropy, Adam, on
   pre-made (500, 28, 28) batches: the floor any trainer can only add to;
-- ``rnnlab <backend> <precision>``: ``rnnlab.train.train_one_epoch`` over
+- ``rnnlab <backend> <precision>``: ``rnnlab.core.train.train_one_epoch`` over
   ``ShuffledBatches`` of a ``TensorDataset`` (shuffled batch gathering included),
-  with ``rnnlab.backends.use_backend``;
+  with ``rnnlab.core.backends.use_backend``;
 - ``reference pipeline``: the exercise's way: a per-sample ``Dataset`` turning a
   uint8 image into a normalised (28, 28) float tensor, a ``DataLoader`` at batch
   500, the bare training step.
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnlab.backends import matmul_gflops, train_gflop, use_backend
-from rnnlab.models import CELLS, ModelConfig, SequenceClassifier
-from rnnlab.train import (
+from rnnlab.core.backends import matmul_gflops, train_gflop, use_backend
+from rnnlab.core.models import CELLS, ModelConfig, SequenceClassifier
+from rnnlab.core.train import (
     ClassificationObjective,
     ShuffledBatches,
     TensorDataset,
@@ -59,7 +59,7 @@ class MnistArrays:
 def mnist_train(limit: int = 20_000) -> MnistArrays:
     """The first ``limit`` MNIST training images, or random ones of the same shape."""
     try:
-        from rnnlab.data import load_dataset
+        from rnnlab.core.data import load_dataset
 
         arrays = load_dataset("mnist")
         images, labels = np.asarray(arrays.train_images[:limit]), np.asarray(arrays.train_labels[:limit])

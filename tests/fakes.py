@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.data.idx import encode_idx, gzip_bytes
-from rnnlab.data.sources import (
+from rnnlab.core.data.idx import encode_idx, gzip_bytes
+from rnnlab.core.data.sources import (
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -21,8 +21,8 @@ from rnnlab.data.sources import (
     dataset_spec,
     sha256_hex,
 )
-from rnnlab.data.store import ManifestEntry, write_manifest
-from rnnlab.fileio import atomic_write_bytes
+from rnnlab.core.data.store import ManifestEntry, write_manifest
+from rnnlab.core.fileio import atomic_write_bytes
 
 
 def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rnnlab.cli import main
-from rnnlab.errors import UserError
-from rnnlab.models import ModelConfig, build_model
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import ModelConfig, build_model
+from rnnlab.core.records import RunRecord
 from rnnlab.tasks import addition
 from rnnlab.tasks.addition import (
     AdditionTaskConfig,
@@ -33,7 +33,7 @@ from rnnlab.tasks.addition import (
     parse_lengths,
     score,
 )
-from rnnlab.train import Batch, TrainConfig, make_optimizer, set_seed, train_one_epoch
+from rnnlab.core.train import Batch, TrainConfig, make_optimizer, set_seed, train_one_epoch
 
 torch.set_num_threads(1)
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab import backends
-from rnnlab.backends import CELL_KINDS, Kernels, compiled_forward, use_backend
-from rnnlab.errors import UserError
-from rnnlab.models import ModelConfig, PerStepModel, SequenceClassifier, final_hidden
-from rnnlab.train import TrainConfig
+from rnnlab.core import backends
+from rnnlab.core.backends import CELL_KINDS, Kernels, compiled_forward, use_backend
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, final_hidden
+from rnnlab.core.train import TrainConfig
 
 MODULES = {"LSTM": (nn.LSTM, {}), "GRU": (nn.GRU, {}), "RNN_TANH": (nn.RNN, {}),
            "RNN_RELU": (nn.RNN, {"nonlinearity": "relu"})}
@@ -191,7 +191,7 @@ def test_unknown_choices_fail_loudly():
 
 def test_train_flags_reach_the_config():
     from rnnlab.cli import build_parser
-    from rnnlab.options import train_config_from_args
+    from rnnlab.cli.options import train_config_from_args
 
     args = build_parser().parse_args(["train", "mnist", "--backend", "compiled", "--precision", "bf16"])
     cfg = train_config_from_args(args)

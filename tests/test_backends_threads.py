@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnlab import cli
-from rnnlab.errors import UserError
-from rnnlab.train import configure_threads
+from rnnlab.core.errors import UserError
+from rnnlab.core.train import configure_threads
 
 
 @pytest.mark.parametrize("busy,expected", [(0.0, 2), (0.4, 2), (0.9, 1), (1.6, 1), (2.0, 1), (7.0, 1)])

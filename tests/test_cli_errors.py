@@ -91,7 +91,7 @@ def test_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,run_dir", [(RECALL, "hidden-3"), (ADDITION, "")], ids=["recall", "addition"])
 def test_force_leaves_nothing_of_the_previous_run(argv, run_dir, tmp_path, capsys):
-    from rnnlab.records import RunRecord
+    from rnnlab.core.records import RunRecord
 
     out = tmp_path / "run"
     with_figures = [a for a in argv if a != "--no-figures"]

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab import fileio
+from rnnlab.core import fileio
 from rnnlab.cli import HelpFormatter, OneLineErrorParser, new_subparsers
-from rnnlab.data import cli as data_cli
-from rnnlab.data import sources
-from rnnlab.data.idx import encode_idx, gzip_bytes
-from rnnlab.data.sources import (
+from rnnlab.cli import data as data_cli
+from rnnlab.core.data import sources
+from rnnlab.core.data.idx import encode_idx, gzip_bytes
+from rnnlab.core.data.sources import (
     FILE_NAMES,
     TEST_IMAGES,
     TEST_LABELS,
@@ -41,8 +41,8 @@ from rnnlab.data.sources import (
     md5_hex,
     sha256_hex,
 )
-from rnnlab.data.store import MANIFEST_NAME, default_data_root, fetch, inspect_dataset, load_dataset
-from rnnlab.errors import UserError
+from rnnlab.core.data.store import MANIFEST_NAME, default_data_root, fetch, inspect_dataset, load_dataset
+from rnnlab.core.errors import UserError
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.data.idx import (
+from rnnlab.core.data.idx import (
     IDX_DTYPES,
     decode_idx,
     decode_idx_file_bytes,
@@ -21,7 +21,7 @@ from rnnlab.data.idx import (
     read_idx,
     write_idx,
 )
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -202,7 +202,7 @@ def test_fuzz_plausible_headers(code, dims, payload, cut, compress):
 
 
 def test_oversized_plain_file_is_refused_before_reading(tmp_path, monkeypatch):
-    from rnnlab.data import idx
+    from rnnlab.core.data import idx
 
     monkeypatch.setattr(idx, "MAX_IDX_BYTES", 100)
     write_idx(tmp_path / "big", _images(1))

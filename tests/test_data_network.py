@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.data import fetch, load_dataset, train_valid_split
+from rnnlab.core.data import fetch, load_dataset, train_valid_split
 
 torch.set_num_threads(1)
 

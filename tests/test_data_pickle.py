@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data.idx import decode_idx
-from rnnlab.data.safe_pickle import load_numpy_pickle
-from rnnlab.data.sources import (
+from rnnlab.core.data.idx import decode_idx
+from rnnlab.core.data.safe_pickle import load_numpy_pickle
+from rnnlab.core.data.sources import (
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
     mnist_pickle_to_idx,
 )
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 torch.set_num_threads(1)
 

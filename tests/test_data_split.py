@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import random_split
 
-from rnnlab.data import MNIST_NUM_VALID, train_valid_split
-from rnnlab.errors import UserError
+from rnnlab.core.data import MNIST_NUM_VALID, train_valid_split
+from rnnlab.core.errors import UserError
 
 torch.set_num_threads(1)
 

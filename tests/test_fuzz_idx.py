@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab.data.idx import IDX_DTYPES, decode_idx, encode_idx, gzip_bytes, read_idx
-from rnnlab.errors import UserError
+from rnnlab.core.data.idx import IDX_DTYPES, decode_idx, encode_idx, gzip_bytes, read_idx
+from rnnlab.core.errors import UserError
 
 EXAMPLES = int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", "300"))
 DEADLINE = timedelta(seconds=2)  # a valid file this small reads in well under a millisecond

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from rnnlab import images
-from rnnlab.errors import UserError
-from rnnlab.images import centre_of_mass, preprocess_image
-from rnnlab.records import RunRecord
+from rnnlab.core import images
+from rnnlab.core.errors import UserError
+from rnnlab.core.images import centre_of_mass, preprocess_image
+from rnnlab.core.records import RunRecord
 
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)
 
@@ -174,10 +174,10 @@ def training_image(label: int, rng: np.random.Generator) -> Image.Image:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """An LSTM trained for a few seconds on 160 preprocessed synthetic glyphs."""
-    from rnnlab.models import ModelConfig
-    from rnnlab.runs import RunPlan, TaskData, execute_run
+    from rnnlab.core.models import ModelConfig
+    from rnnlab.core.runs import RunPlan, TaskData, execute_run
     from rnnlab.tasks.mnist import MnistTaskConfig, normalise
-    from rnnlab.train import ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig
+    from rnnlab.core.train import ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig
 
     rng = np.random.default_rng(7)
     labels = [i % len(SHAPES) for i in range(160)]

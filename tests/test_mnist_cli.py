@@ -3,7 +3,7 @@
 import json
 
 from rnnlab.cli import main
-from rnnlab.records import RunRecord
+from rnnlab.core.records import RunRecord
 
 
 def test_train_dry_run_evaluate_and_figures(fake_mnist, tmp_path, capsys):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.errors import UserError
-from rnnlab.models import CELLS, ModelConfig, PerStepModel, SequenceClassifier, build_model
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import CELLS, ModelConfig, PerStepModel, SequenceClassifier, build_model
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnlab.errors import UserError
-from rnnlab.models import CELLS, ModelConfig, SequenceClassifier
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import CELLS, ModelConfig, SequenceClassifier
+from rnnlab.core.records import RunRecord
 from rnnlab.tasks import recall
 from rnnlab.tasks.recall import (
     DigitRecallTask,
@@ -19,7 +19,7 @@ from rnnlab.tasks.recall import (
     generator_for,
     make_splits,
 )
-from rnnlab.train import ClassificationObjective, evaluate, train_one_epoch
+from rnnlab.core.train import ClassificationObjective, evaluate, train_one_epoch
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab.cli import main
-from rnnlab.report import build_report
+from rnnlab.study.report import build_report
 
 ENV = {"rnnlab": "0.1.0", "torch": "2.13.0+cpu", "python": "3.11.7", "threads": 1, "device": "cpu",
        "platform": "Linux-test"}

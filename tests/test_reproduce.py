@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab import reference
+from rnnlab.study import reference
 from rnnlab.cli import main
-from rnnlab.records import RunRecord
-from rnnlab.reproduce import QUICK_EPOCHS, all_experiments, train_function
+from rnnlab.core.records import RunRecord
+from rnnlab.study.reproduce import QUICK_EPOCHS, all_experiments, train_function
 
 
 def names(experiments, task, role="main"):

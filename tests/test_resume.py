@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import rnnlab.train
+import rnnlab.core.train
 from rnnlab.cli import main
-from rnnlab.errors import UserError
-from rnnlab.models import ModelConfig
-from rnnlab.records import RunRecord
-from rnnlab.runs import RunPlan, TaskData, execute_run
-from rnnlab.train import (
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import ModelConfig
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, TaskData, execute_run
+from rnnlab.core.train import (
     Batch,
     ClassificationObjective,
     ShuffledBatches,
@@ -203,7 +203,7 @@ ADDITION = ["train", "addition", "--data", "fresh", "--train-noise", "0.1", "--h
 
 def interrupt_in_epoch(monkeypatch, epoch: int, after: int) -> None:
     """Make ``fit`` see Ctrl-C after ``after`` batches of epoch ``epoch``."""
-    real = rnnlab.train.train_one_epoch
+    real = rnnlab.core.train.train_one_epoch
     calls = []
 
     def train_one_epoch(model, batches, *args, **kwargs):
@@ -212,7 +212,7 @@ def interrupt_in_epoch(monkeypatch, epoch: int, after: int) -> None:
             batches = stop_after(batches, after, KeyboardInterrupt())
         return real(model, batches, *args, **kwargs)
 
-    monkeypatch.setattr(rnnlab.train, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(rnnlab.core.train, "train_one_epoch", train_one_epoch)
 
 
 @pytest.mark.parametrize("argv,run_dir,extra", [(RECALL, "hidden-5", ("examples.json", "test_predictions.csv")),

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from rnnlab.cli import main
-from rnnlab.errors import UserError
-from rnnlab.records import CHECKPOINT_FORMAT, load_checkpoint_file
+from rnnlab.core.errors import UserError
+from rnnlab.core.records import CHECKPOINT_FORMAT, load_checkpoint_file
 
 TRAIN = ["train", "mnist", "--dry-run", "--hidden", "6", "--batch-size", "250", "--threads", "1",
          "--quiet", "--no-figures"]

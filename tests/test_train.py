@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from rnnlab.errors import UserError
-from rnnlab.models import ModelConfig, SequenceClassifier
-from rnnlab.records import RunRecord
-from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
-from rnnlab.train import (
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import ModelConfig, SequenceClassifier
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.core.train import (
     ClassificationObjective,
     ShuffledBatches,
     TensorDataset,
@@ -135,7 +135,7 @@ def test_train_config_rejects_bad_values(field, value):
 
 def test_shift_augmentation_keeps_ink_and_moves_it():
     from rnnlab.tasks.mnist import shift_images
-    from rnnlab.train import Batch
+    from rnnlab.core.train import Batch
 
     x = torch.zeros(4, 28, 28)
     x[:, 10:18, 10:18] = 1.0

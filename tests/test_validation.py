@@ -165,8 +165,8 @@ def test_other_commands(argv, message, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (3, True)])
 def test_the_size_guard_counts_exactly_the_recurrent_parameters(cell, layers, bidirectional):
-    from rnnlab.models import ModelConfig, build_model
-    from rnnlab.runs import recurrent_parameters
+    from rnnlab.core.models import ModelConfig, build_model
+    from rnnlab.core.runs import recurrent_parameters
 
     cfg = ModelConfig(cell=cell, input_size=7, hidden_size=5, num_layers=layers, bidirectional=bidirectional)
     model = build_model("classifier", cfg)

@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from rnnlab.errors import UserError
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.records import RunRecord
 
 TASK_MODULES = {"mnist": "rnnlab.tasks.mnist", "recall": "rnnlab.tasks.recall",
                 "addition": "rnnlab.tasks.addition"}
@@ -82,7 +82,7 @@ def add_parsers(commands) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rnnlab.train import configure_threads
+    from rnnlab.core.train import configure_threads
 
     configure_threads(args.threads)
     record = RunRecord.open(args.run)
@@ -96,7 +96,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from rnnlab.train import configure_threads
+    from rnnlab.core.train import configure_threads
 
     configure_threads(args.threads)
     record = RunRecord.open(args.run)

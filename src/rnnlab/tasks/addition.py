@@ -34,19 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.errors import UserError
-from rnnlab.models import ModelConfig
-from rnnlab.options import (
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import ModelConfig
+from rnnlab.cli.options import (
     add_model_options,
     add_optim_options,
     add_output_options,
     model_config_from_args,
     train_config_from_args,
 )
-from rnnlab.records import RunRecord
-from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, TaskData, execute_run, load_model
 from rnnlab.tasks import draw_run_figures
-from rnnlab.train import (
+from rnnlab.core.train import (
     Batch,
     BatchResult,
     ShuffledBatches,
@@ -624,7 +624,7 @@ def label_from_config(config: dict) -> str:
 def accuracy_by_length_figure(runs: Sequence[tuple[str, RunRecord]], title: str = ""):
     """Bit accuracy (left) and whole-number accuracy (right) against length, one line
     per (label, run): each label travels with its own record, so legends cannot swap."""
-    from rnnlab.plots import plt
+    from rnnlab.core.plots import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     longest = 1
@@ -648,14 +648,14 @@ def accuracy_by_length_figure(runs: Sequence[tuple[str, RunRecord]], title: str 
 
 def draw_accuracy_by_length(runs: Sequence[tuple[str, RunRecord]], path: Path, title: str = "") -> Path:
     """:func:`accuracy_by_length_figure` saved as ``path`` (e.g. to compare the exercise's models)."""
-    from rnnlab.plots import save
+    from rnnlab.core.plots import save
 
     return save(accuracy_by_length_figure(runs, title), path)
 
 
 def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
     """Loss by epoch (train, validation, test), test accuracy by epoch, accuracy by length."""
-    from rnnlab.plots import plt, save
+    from rnnlab.core.plots import plt, save
 
     rows, tests = record.metrics(), read_test_by_epoch(record)
     out = record.figures_dir

@@ -16,21 +16,21 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from rnnlab.data.split import MNIST_NUM_VALID
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_text
-from rnnlab.models import ModelConfig
-from rnnlab.options import (
+from rnnlab.core.data.split import MNIST_NUM_VALID
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_text
+from rnnlab.core.models import ModelConfig
+from rnnlab.cli.options import (
     add_model_options,
     add_optim_options,
     add_output_options,
     model_config_from_args,
     train_config_from_args,
 )
-from rnnlab.records import RunRecord, rows_to_csv
-from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.core.records import RunRecord, rows_to_csv
+from rnnlab.core.runs import RunPlan, TaskData, execute_run, load_model
 from rnnlab.tasks import draw_run_figures
-from rnnlab.train import (
+from rnnlab.core.train import (
     Batch,
     ClassificationObjective,
     ShuffledBatches,
@@ -106,7 +106,7 @@ class MnistSplits:
 
 
 def load_splits(task: MnistTaskConfig, seed: int, data_dir: str | None) -> MnistSplits:
-    from rnnlab.data import default_data_root
+    from rnnlab.core.data import default_data_root
 
     # resolved here, so the cache below never serves one data root's images for another
     return load_splits_from(task, seed, Path(data_dir) if data_dir else default_data_root())
@@ -114,7 +114,7 @@ def load_splits(task: MnistTaskConfig, seed: int, data_dir: str | None) -> Mnist
 
 @functools.lru_cache(maxsize=1)  # reproduce trains many models on the same split in one process
 def load_splits_from(task: MnistTaskConfig, seed: int, data_root: Path) -> MnistSplits:
-    from rnnlab.data import load_dataset, train_valid_split
+    from rnnlab.core.data import load_dataset, train_valid_split
 
     arrays = load_dataset(task.dataset, data_root)
     train_idx, valid_idx = train_valid_split(arrays.train_images.shape[0], task.num_valid, seed)
@@ -224,12 +224,12 @@ def evaluate_run(record: RunRecord, args: argparse.Namespace) -> dict:
 
 
 def predict_run(record: RunRecord, inputs: list[str], args: argparse.Namespace) -> int:
-    from rnnlab.images import predict_images
+    from rnnlab.core.images import predict_images
 
     return predict_images(record, inputs, args)
 
 
 def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
-    from rnnlab import plots
+    from rnnlab.core import plots
 
     return plots.draw_mnist_figures(record, data_dir)

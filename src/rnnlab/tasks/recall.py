@@ -27,20 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_json, atomic_write_text
-from rnnlab.models import ModelConfig
-from rnnlab.options import (
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_json, atomic_write_text
+from rnnlab.core.models import ModelConfig
+from rnnlab.cli.options import (
     add_model_options,
     add_optim_options,
     add_output_options,
     model_config_from_args,
     train_config_from_args,
 )
-from rnnlab.records import RunRecord, rows_to_csv
-from rnnlab.runs import RunPlan, TaskData, execute_run, load_model
+from rnnlab.core.records import RunRecord, rows_to_csv
+from rnnlab.core.runs import RunPlan, TaskData, execute_run, load_model
 from rnnlab.tasks import draw_run_figures
-from rnnlab.train import (
+from rnnlab.core.train import (
     Batch,
     ClassificationObjective,
     ShuffledBatches,
@@ -489,7 +489,7 @@ def label_of(record: RunRecord) -> str:
 
 
 def draw_accuracy_by_length(records: Sequence[RunRecord], path: Path) -> Path | None:
-    from rnnlab import plots
+    from rnnlab.core import plots
 
     complete = [r for r in records if r.is_complete and r.summary()["test"].get("by_length")]
     if not complete:
@@ -509,7 +509,7 @@ def draw_accuracy_by_length(records: Sequence[RunRecord], path: Path) -> Path | 
 
 def draw_examples_table(examples: dict, path: Path, title: str) -> Path | None:
     """A table of example sequences with truth and prediction; wrong rows in red."""
-    from rnnlab import plots
+    from rnnlab.core import plots
 
     rows = examples["examples"] + [e for e in examples["errors"] if e not in examples["examples"]]
     if not rows:
@@ -534,7 +534,7 @@ def draw_examples_table(examples: dict, path: Path, title: str) -> Path | None:
 
 def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
     """One run's figures: learning curves, test accuracy by length, example predictions."""
-    from rnnlab import plots
+    from rnnlab.core import plots
 
     out = record.figures_dir
     paths = plots.draw_learning_curves([(label_of(record), record)], out)
@@ -548,7 +548,7 @@ def draw_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
 
 def draw_sweep_figures(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
     """One line per run (hidden size): training loss, validation accuracy, test accuracy by length."""
-    from rnnlab import plots
+    from rnnlab.core import plots
 
     runs = [(label_of(r), r) for r in records]
     paths = [

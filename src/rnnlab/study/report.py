@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_text
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_text
+from rnnlab.core.records import RunRecord
 
 MISSING = "missing"
 NOT_REPORTED = "not reported"
@@ -443,7 +443,7 @@ class Report:
 
     # Task 1 ------------------------------------------------------------------------------
     def mnist(self) -> None:
-        from rnnlab import plots
+        from rnnlab.core import plots
 
         if not self.of("mnist"):
             return
@@ -527,7 +527,7 @@ class Report:
 
     # Task 2 ------------------------------------------------------------------------------
     def recall(self) -> None:
-        from rnnlab import plots
+        from rnnlab.core import plots
 
         if not self.of("recall"):
             return
@@ -600,7 +600,7 @@ class Report:
         return label_from_config(run.config)
 
     def addition(self) -> None:
-        from rnnlab import plots
+        from rnnlab.core import plots
 
         if not self.of("addition"):
             return
@@ -703,7 +703,7 @@ class Report:
                  if e.info.get("role") == "ablation" and e.task == "mnist"]
         pairs = [(e, b) for e, b in pairs if e.first() and b is not None and b.first()]
         if pairs:
-            from rnnlab import plots
+            from rnnlab.core import plots
 
             panels = [(f"{b.label}: {e.note}" if len(e.note) < 40 else e.label,
                        [self.curve(f"{b.label} (fixed)", b.first(), "valid_accuracy", 100.0),

@@ -33,9 +33,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_with
-from rnnlab.records import RunRecord
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_with
+from rnnlab.core.records import RunRecord
 
 SIZE = 28  # the MNIST field
 # dataset -> (the ink is scaled to fit box x box, centred by its centre of mass or else its box)
@@ -257,7 +257,7 @@ def save_input(path: Path, pixels: np.ndarray) -> None:
 # -- the model ------------------------------------------------------------------------
 def load_digit_model(record: RunRecord) -> tuple[nn.Module, str]:
     """The run's best model and its dataset; a one-line error for any other kind of run."""
-    from rnnlab.runs import load_model
+    from rnnlab.core.runs import load_model
     from rnnlab.tasks.mnist import CLASS_NAMES
 
     config = record.config()

@@ -2,7 +2,7 @@
 
 Every subcommand module exposes ``add_parser(subparsers)`` which registers its
 parser and sets ``func(args) -> int | None`` as the handler. User mistakes raise
-:class:`rnnlab.errors.UserError` and end as one line on stderr with exit code 2.
+:class:`rnnlab.core.errors.UserError` and end as one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from rnnlab import __version__
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -48,8 +48,9 @@ def new_subparsers(parser: argparse.ArgumentParser, title: str, dest: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnlab import report, reproduce, tasks
-    from rnnlab.data import cli as data_cli
+    from rnnlab import tasks
+    from rnnlab.study import report, reproduce
+    from rnnlab.cli import data as data_cli
 
     parser = OneLineErrorParser(
         prog="rnnlab",

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_open, atomic_write_json, atomic_write_text
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_open, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
 FIGURES_DRAWN = ".drawn"  # in figures/: written last, lists the figures drawn

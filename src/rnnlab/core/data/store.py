@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnlab.data.idx import decode_idx, decode_idx_file_bytes, gunzip, gzip_bytes, read_file_bytes
-from rnnlab.data.sources import (
+from rnnlab.core.data.idx import decode_idx, decode_idx_file_bytes, gunzip, gzip_bytes, read_file_bytes
+from rnnlab.core.data.sources import (
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -47,8 +47,8 @@ from rnnlab.data.sources import (
     md5_hex,
     sha256_hex,
 )
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_bytes, atomic_write_json
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_bytes, atomic_write_json
 
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = 1
@@ -339,7 +339,7 @@ def load_dataset(dataset: str, data_root: str | os.PathLike | None = None) -> Mn
     """Load a fetched data set, verifying every file against MANIFEST.json first.
 
     Args:
-        dataset: one of :data:`rnnlab.data.DATASETS`.
+        dataset: one of :data:`rnnlab.core.data.DATASETS`.
         data_root: the data root; None means :func:`default_data_root`.
 
     Raises:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from rnnlab.cli import HelpFormatter, new_subparsers
-from rnnlab.data.sources import DATASETS, dataset_spec
-from rnnlab.data.store import (
+from rnnlab.core.data.sources import DATASETS, dataset_spec
+from rnnlab.core.data.store import (
     MANIFEST_NAME,
     dataset_dir,
     default_data_root,
@@ -15,7 +15,7 @@ from rnnlab.data.store import (
     fetch_command,
     inspect_dataset,
 )
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 DESCRIPTION = """\
 Get MNIST or Fashion-MNIST onto this machine as the four standard IDX files

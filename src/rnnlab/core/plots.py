@@ -16,8 +16,8 @@ matplotlib.use("Agg")  # no display needed; figures only go to files
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rnnlab.fileio import atomic_open
-from rnnlab.records import RunRecord
+from rnnlab.core.fileio import atomic_open
+from rnnlab.core.records import RunRecord
 
 
 def save(fig, path: Path) -> Path:
@@ -144,8 +144,8 @@ def draw_mnist_figures(record: RunRecord, data_dir: str | None = None) -> list[P
 
 def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
     """The test images for captions; None (figure skipped) when the data is not there."""
-    from rnnlab.data import default_data_root, load_dataset
-    from rnnlab.errors import UserError
+    from rnnlab.core.data import default_data_root, load_dataset
+    from rnnlab.core.errors import UserError
 
     try:
         arrays = load_dataset(dataset, Path(data_dir) if data_dir else default_data_root())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 try:
     from numpy._core.multiarray import _reconstruct

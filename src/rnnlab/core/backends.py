@@ -26,7 +26,7 @@ h and c, and the master weights in float32; for the stock module it is
 ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 :func:`use_backend` attaches a :class:`RecurrentRunner` to every recurrent layer
-of a model; :func:`rnnlab.models.run_recurrent` calls it when present.
+of a model; :func:`rnnlab.core.models.run_recurrent` calls it when present.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnlab.errors import UserError
-from rnnlab.models import GATES
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import GATES
 
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")

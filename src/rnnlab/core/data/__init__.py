@@ -9,10 +9,10 @@ Public API::
     read_idx(path) / write_idx(path, array)
 """
 
-from rnnlab.data.idx import decode_idx, encode_idx, read_idx, write_idx
-from rnnlab.data.sources import DATASETS
-from rnnlab.data.split import MNIST_NUM_VALID, train_valid_split
-from rnnlab.data.store import (
+from rnnlab.core.data.idx import decode_idx, encode_idx, read_idx, write_idx
+from rnnlab.core.data.sources import DATASETS
+from rnnlab.core.data.split import MNIST_NUM_VALID, train_valid_split
+from rnnlab.core.data.store import (
     FetchResult,
     FileStatus,
     MnistArrays,

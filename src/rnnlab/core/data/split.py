@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.errors import UserError
+from rnnlab.core.errors import UserError
 
 MNIST_NUM_VALID = 10_000  # the reference keeps 10,000 of the 60,000 training images for validation
 

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 import rnnlab
-from rnnlab.errors import UserError
-from rnnlab.models import GATES, ModelConfig, build_model, count_parameters
-from rnnlab.records import RunRecord, error_detail
-from rnnlab.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
+from rnnlab.core.errors import UserError
+from rnnlab.core.models import GATES, ModelConfig, build_model, count_parameters
+from rnnlab.core.records import RunRecord, error_detail
+from rnnlab.core.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
 
 MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
 

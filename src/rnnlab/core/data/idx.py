@@ -10,7 +10,7 @@ the values in row-major order, big-endian::
 A name ending in ``.gz`` is gzip-compressed, anything else is plain. Every
 problem with a file's bytes (bad gzip stream, wrong magic, unknown dtype, a
 payload shorter or longer than the header promises) raises
-:class:`rnnlab.errors.UserError` naming the file; no other exception escapes
+:class:`rnnlab.core.errors.UserError` naming the file; no other exception escapes
 the readers, whatever the bytes.
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_bytes
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_bytes
 
 # IDX dtype code -> big-endian numpy dtype (the table of the format's spec).
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from rnnlab.backends import BACKENDS, PRECISIONS, use_backend
-from rnnlab.errors import UserError
-from rnnlab.records import RunRecord, error_detail
+from rnnlab.core.backends import BACKENDS, PRECISIONS, use_backend
+from rnnlab.core.errors import UserError
+from rnnlab.core.records import RunRecord, error_detail
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -42,7 +42,7 @@ class TrainConfig:
     schedule: str = "constant"  # per-step learning-rate schedule
     seed: int = 2111
     eval_batch_size: int = 2000  # larger than training batches: no gradients kept
-    backend: str = "auto"  # recurrent layer: stock nn.*, compiled step loop, or auto (rnnlab.backends)
+    backend: str = "auto"  # recurrent layer: stock nn.*, compiled step loop, or auto (rnnlab.core.backends)
     precision: str = "fp32"  # bf16: bfloat16 matmuls, float32 master weights (training and evaluation)
 
     def __post_init__(self) -> None:

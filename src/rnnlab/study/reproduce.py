@@ -35,15 +35,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnnlab import reference
-from rnnlab.data.split import MNIST_NUM_VALID
-from rnnlab.errors import UserError
-from rnnlab.fileio import atomic_write_json
-from rnnlab.models import GATES, ModelConfig
-from rnnlab.records import RunRecord
-from rnnlab.runs import RunPlan, saved_config
+from rnnlab.study import reference
+from rnnlab.core.data.split import MNIST_NUM_VALID
+from rnnlab.core.errors import UserError
+from rnnlab.core.fileio import atomic_write_json
+from rnnlab.core.models import GATES, ModelConfig
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, saved_config
 from rnnlab.tasks import draw_run_figures, task_module
-from rnnlab.train import TrainConfig, configure_threads
+from rnnlab.core.train import TrainConfig, configure_threads
 
 PROFILES = ("reference", "tuned")
 TASKS = ("mnist", "recall", "addition")
@@ -256,7 +256,7 @@ def recall_experiments(profile: str, quick: bool, seeds: tuple[int, ...]) -> lis
 
 
 # -- Task 3 ---------------------------------------------------------------------------
-# (name, hidden, loss, training lengths): the exercise's experiments, names as in rnnlab.reference
+# (name, hidden, loss, training lengths): the exercise's experiments, names as in rnnlab.study.reference
 ADDITION_REFERENCE = [
     ("h3-mse", 3, "mse", "1-20"), ("h10-mse", 10, "mse", "1-20"), ("h5-mse", 5, "mse", "1-20"),
     ("h5-bce", 5, "bce", "1-20"), ("h5-mse-len3", 5, "mse", "3"), ("h5-mse-len5", 5, "mse", "5"),
@@ -493,7 +493,7 @@ def run_sequential(pending: list[Job], force: bool, data_dir: str | None, figure
 
 def report_trained(job: Job, summary: dict, seconds: float, bar: tqdm) -> dict:
     """Say what a run just trained scored; its status row."""
-    from rnnlab.report import headline
+    from rnnlab.study.report import headline
 
     metric, value = headline(job.exp.task, summary)
     line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
@@ -545,7 +545,7 @@ def write_manifest(out: Path, args: argparse.Namespace, experiments: list[Experi
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from rnnlab.report import build_report
+    from rnnlab.study.report import build_report
 
     configure_threads(args.threads)
     if args.seeds < 1:

@@ -1,0 +1,260 @@
+"""The Task interface: everything one problem owns, so that generic code (train,
+evaluate, predict, reproduce, report, the command line and the API) loops over a
+registry and never names a task.
+
+A task is a small class. Its class attributes say what it is (name, config
+dataclass, model kind, default model and training settings); its methods make its
+data, test a model, read inputs for prediction, draw its figures, list its
+experiments for ``rnnlab reproduce`` and write its section of the report. A new
+task is one module with one :class:`Task` subclass plus one registry line (or a
+call of :func:`rnnlab.register_task` from outside the package).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from torch import nn
+
+from rnnlab.core.errors import ConfigError, InputError
+from rnnlab.core.models import ModelConfig
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, TaskData
+from rnnlab.core.train import TrainConfig
+
+REFERENCE_SEED = 2111  # the exercise's seed: the first seed of every experiment
+QUICK_EPOCHS = 2  # ``reproduce --quick``: two points on every curve, seconds per run
+
+
+# -- what a task hands back ----------------------------------------------------------
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction: what the model says about one input."""
+
+    label: Any  # the predicted class (an int), or the computed value (the sum, for addition)
+    text: str  # what ``rnnlab predict`` prints for it (one or more lines)
+    probabilities: tuple[float, ...] | None = None  # per class, where there are classes
+    record: dict = field(default_factory=dict)  # what ``rnnlab predict --json`` prints
+    source: str | None = None  # the input's name (an image file), where it has one
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict; the command line's ``predict`` options."""
+
+    top: int = 1  # the K most likely classes in ``text`` and ``record``
+    max_length: int = 10_000  # the longest input sequence accepted
+    batch_size: int = 256  # inputs per forward pass (image folders)
+    show_input: str | None = None  # image tasks: save the input the model saw (a path pattern)
+    dry_run: bool = False  # read and check every input, predict nothing
+
+
+class EpochHook(Protocol):
+    """Work a task does after each epoch (``on_epoch``) and on resume (``catch_up``)."""
+
+    def __call__(self, row: dict) -> None: ...
+
+    def catch_up(self, record: RunRecord) -> None: ...
+
+
+# -- what a task offers ``rnnlab reproduce`` and the report -------------------------
+@dataclass(frozen=True)
+class Experiment:
+    """One configuration of a task, trained once per seed by ``rnnlab reproduce``."""
+
+    task: str
+    name: str  # short id within the task and profile, e.g. "bilstm", "hidden-10", "h5-bce"
+    label: str  # how tables and legends name it
+    profile: str  # "reference" (the exercise's settings, flaws fixed) | "tuned" (rnnlab's best)
+    model_kind: str
+    model: ModelConfig
+    train: TrainConfig
+    task_config: dict
+    reference: float | None = None  # the exercise's reported number, percent
+    note: str = ""  # what differs from the reference and why
+    seeds: tuple[int, ...] = (REFERENCE_SEED,)
+    role: str = "main"  # "main": a row of the task's table; "ablation": a flaw put back
+    baseline: str | None = None  # ablations: the main experiment it is compared with
+    flaw: str | None = None  # ablations: the id of the flaw it measures
+    reference_curve: tuple[float, ...] | None = None  # the reference's validation curve, percent
+    target: float | None = None  # tuned: the accuracy asked for, percent
+
+    @property
+    def id(self) -> str:
+        return f"{self.profile}/{self.task}/{self.name}"
+
+    def run_dir(self, out: Path, seed: int) -> Path:
+        return out / "runs" / self.profile / self.task / self.name / f"seed-{seed}"
+
+    def plan(self, out: Path, seed: int, force: bool) -> RunPlan:
+        return RunPlan(self.run_dir(out, seed), self.task, self.model_kind, self.model,
+                       replace(self.train, seed=seed), self.task_config, force=force,
+                       resume=not force, quiet=True)
+
+    def describe(self, out: Path) -> dict:
+        """This experiment's entry in ``reproduce.json``."""
+        return {"id": self.id, "task": self.task, "name": self.name, "label": self.label,
+                "profile": self.profile, "role": self.role, "baseline": self.baseline,
+                "flaw": self.flaw, "reference": self.reference,
+                "reference_curve": self.reference_curve, "target": self.target, "note": self.note,
+                "model": self.model.to_dict(), "train": self.train.to_dict(),
+                "task_config": self.task_config, "seeds": list(self.seeds),
+                "runs": [str(self.run_dir(out, s).relative_to(out)) for s in self.seeds]}
+
+
+class ReportContext(Protocol):
+    """What a task's report section can ask of the report being written (the report
+    in ``rnnlab.study.report`` implements it); see that module for each method."""
+
+    doc: Any  # rnnlab.core.document.Document: headings, paragraphs, tables, figures
+
+    def experiments(self, task: str, profile: str | None = None,
+                    role: str | None = "main") -> list: ...
+
+    def find(self, profile: str, task: str, name: str) -> Any: ...
+
+    def figure(self, name: str, draw: Callable[[Path], Path | None], caption: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Flaw:
+    """A flaw of the exercise's code, the fix rnnlab applies, and how the records
+    measure it: ``ablation`` names the experiment that puts the flaw back, and
+    ``explain(report)`` writes what the records show, as list items."""
+
+    id: str
+    task: str
+    flaw: str
+    fix: str
+    explain: Callable[[ReportContext], list[str]]
+    ablation: str | None = None
+
+    def describe(self) -> dict:
+        """The flaw's entry in ``reproduce.json``."""
+        return {"id": self.id, "task": self.task, "flaw": self.flaw, "fix": self.fix,
+                "ablation": self.ablation}
+
+
+# -- the interface -------------------------------------------------------------------
+class Task(ABC):
+    """One sequence problem. Subclasses set the class attributes and implement the
+    abstract methods; ``self.config`` is an instance of ``Config``."""
+
+    name: ClassVar[str]  # the registry key and the ``rnnlab train NAME`` subcommand
+    title: ClassVar[str]  # one line, for ``--help`` and the report
+    Config: ClassVar[type]  # a frozen dataclass; fields made with ``core.settings.setting`` are options
+    model_kind: ClassVar[str] = "classifier"  # "classifier" (one label) | "per_step" (one per step)
+    model_defaults: ClassVar[ModelConfig]  # the default model settings (input/output sizes ignored)
+    train_defaults: ClassVar[TrainConfig]
+    # Several hidden sizes at once on the command line, one run each in OUT/hidden-H
+    # (the exercise compares them); None: one run in OUT.
+    hidden_sweep: ClassVar[tuple[int, ...] | None] = None
+    uses_data_dir: ClassVar[bool] = False  # reads a data set from the data root
+    input_help: ClassVar[str] = "what to predict"  # the inputs of ``rnnlab predict RUN INPUT...``
+    train_epilog: ClassVar[str] = ""  # examples shown under ``rnnlab train NAME --help``
+    flaws: ClassVar[tuple[Flaw, ...]] = ()
+
+    def __init__(self, config: Any = None):
+        self.config = self.Config() if config is None else config
+        assert isinstance(self.config, self.Config), \
+            f"{self.name} takes a {self.Config.__name__}, got {type(self.config).__name__}"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Task:
+        """The task of a stored ``task_config`` (a config.json's); unknown keys are refused."""
+        known = {f.name for f in fields(cls.Config)}
+        extra = sorted(set(values) - known)
+        if extra:
+            raise ConfigError("task_config", f"has settings {cls.name} does not know: {', '.join(extra)}")
+        return cls(cls.Config(**values))
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # -- the model -------------------------------------------------------------------
+    @abstractmethod
+    def model_shape(self) -> tuple[int, int]:
+        """(input features per step, model outputs) for this config."""
+
+    # -- data, training and testing --------------------------------------------------
+    @abstractmethod
+    def load_sets(self, seed: int, data_dir: str | None) -> Any:
+        """The run's fixed sets (validation, test, a fixed training set where there is
+        one), built once per run; whatever the other methods need."""
+
+    @abstractmethod
+    def training_data(self, sets: Any, train: TrainConfig) -> TaskData:
+        """Training batches (a fresh order every epoch), validation batches, the objective."""
+
+    @abstractmethod
+    def test(self, model: nn.Module, sets: Any, batch_size: int, record: RunRecord) -> dict:
+        """The summary's ``test`` dict; may write per-run files (predictions, examples)."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, sets: Any, batch_size: int) -> dict:
+        """Test metrics recomputed from a model, writing nothing (``rnnlab evaluate``)."""
+
+    def epoch_hook(self, run_dir: Path, sets: Any, batch_size: int,
+                   then: Callable[[dict], None] | None) -> EpochHook | None:
+        """Per-epoch work beyond training and validation (None: none); calls ``then``."""
+        return None
+
+    @abstractmethod
+    def shrunk(self, batch_size: int) -> Task:
+        """This task on a few batches of data, for ``--dry-run`` and ``reproduce --quick``."""
+
+    # -- prediction ------------------------------------------------------------------
+    @abstractmethod
+    def predict(self, model: nn.Module, inputs: Sequence[Any],
+                options: PredictOptions) -> Iterator[Prediction | InputError]:
+        """Predictions for ``inputs`` in order: command-line strings (and file paths) or
+        native values (digits, ints, arrays, images). A bad input yields an InputError in
+        its place, so the others are still predicted."""
+
+    def check_model(self, run: RunRecord, payload: dict) -> None:
+        """Refuse a checkpoint this task cannot predict with (an InputError); default: any."""
+
+    # -- figures ---------------------------------------------------------------------
+    @abstractmethod
+    def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
+        """One finished run's figures, drawn from its record only."""
+
+    def draw_comparison(self, records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
+        """Figures comparing several runs of one command (a hidden sweep); default none."""
+        return []
+
+    # -- the reproduction and the report ---------------------------------------------
+    @classmethod
+    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
+        """The task's experiments of ``profile`` ("reference" or "tuned"); default none."""
+        return []
+
+    @classmethod
+    def headline(cls, summary: dict) -> tuple[str, float]:
+        """(name, value in percent) of the number the task's tables compare."""
+        return "test accuracy", 100 * summary["test"]["accuracy"]
+
+    @classmethod
+    def report_section(cls, report: ReportContext) -> None:
+        """Write the task's section of the report (default: a table of its experiments)."""
+        report.default_section(cls)
+
+    def epoch_work(self, train: TrainConfig) -> float:
+        """Sequence steps one training epoch reads (examples x mean length); the progress
+        estimate scales recorded epoch times by it."""
+        return float(self.examples_per_epoch()) * self.mean_steps()
+
+    def examples_per_epoch(self) -> int:
+        return 1
+
+    def mean_steps(self) -> float:
+        return 1.0
+
+
+def batches_needed(examples: int, batch_size: int) -> int:
+    return math.ceil(examples / batch_size)
