@@ -32,7 +32,7 @@ import torch
 from bench import accuracy, threads, throughput
 from rnnlab.core.backends import auto_compiles
 from rnnlab.core.fileio import atomic_write_text
-from rnnlab.core.models import CELLS
+from rnnlab.core.cells import CELLS
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
@@ -72,7 +72,7 @@ def synthetic(threads_used: int, log) -> dict:
 
 def auto_choice(model: dict, precision: str = "fp32") -> str:
     """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
-    rnn = CELLS[model["cell"]](
+    rnn = CELLS[model["cell"]].module(
         28, model["hidden"], batch_first=True, bidirectional=model["bidirectional"])
     compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100, precision=precision)
     return "compiled" if compiles else "stock"

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from rnnlab.core.backends import matmul_gflops, train_gflop, use_backend
-from rnnlab.core.models import CELLS, ModelConfig, SequenceClassifier
+from rnnlab.core.cells import CELLS
+from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.core.train import (
     ClassificationObjective,
     ShuffledBatches,
@@ -83,7 +84,7 @@ class BareModel(nn.Module):
 
     def __init__(self, cell: str, hidden: int, bidirectional: bool):
         super().__init__()
-        self.rnn = CELLS[cell](
+        self.rnn = CELLS[cell].module(
             28, hidden, batch_first=True, bidirectional=bidirectional)
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), 10)
 

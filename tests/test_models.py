@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from rnnlab.core.errors import UserError
-from rnnlab.core.models import CELLS, ModelConfig, PerStepModel, SequenceClassifier, build_model
+from rnnlab.core.cells import CELLS
+from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, build_model
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab.core.errors import UserError
-from rnnlab.core.models import CELLS, ModelConfig, SequenceClassifier
+from rnnlab.core.cells import CELLS
+from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.core.records import RunRecord
 from rnnlab.tasks import recall
 from rnnlab.tasks.recall import (

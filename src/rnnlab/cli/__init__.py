@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from rnnlab import __version__
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import ConfigError, UserError
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ConfigError as err:  # the library names the setting; the command line, its flag
+        sys.stderr.write(f"rnnlab: error: {err.for_flag()}\n")
+        return UserError.exit_code
     except UserError as err:
         sys.stderr.write(f"rnnlab: error: {err}\n")
         return UserError.exit_code

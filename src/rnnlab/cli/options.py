@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 
 from rnnlab.core.backends import BACKENDS, PRECISIONS
-from rnnlab.core.models import CELLS, ModelConfig
+from rnnlab.core.cells import cell_names
+from rnnlab.core.models import ModelConfig
 from rnnlab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 def add_model_options(parser: argparse.ArgumentParser, d: ModelConfig, hidden_list: bool = False) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--cell", choices=list(CELLS), default=d.cell, help="recurrent cell")
+    g.add_argument("--cell", choices=cell_names(), default=d.cell, help="recurrent cell")
     if hidden_list:
         g.add_argument("--hidden", type=int, nargs="+", default=[d.hidden_size], metavar="H",
                        help="hidden size; several sizes train one run each, one after the other")

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.core.errors import UserError
-from rnnlab.core.models import GATES
+from rnnlab.core.cells import get_cell
 
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")
@@ -494,7 +494,7 @@ def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels, dtype: torch.
 def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, layers: int = 1,
                 directions: int = 1) -> float:
     """Matmul GFLOP of one training step: 3x the forward's 2*B*T*G*H*(F+H) per layer and direction."""
-    gates = GATES[cell]
+    gates = get_cell(cell).num_gates
     forward = 0.0
     for layer in range(layers):
         f_in = features if layer == 0 else directions * hidden

@@ -13,38 +13,33 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.cells import cell_names, get_cell
+from rnnlab.core.errors import UnknownNameError, check, check_choice
+from rnnlab.core.settings import setting
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # blocks of hidden_size rows in each weight matrix
 READOUTS = ("h_n", "last_step")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "lstm"
-    input_size: int = 28
-    hidden_size: int = 100
-    num_layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0  # between stacked layers and before the readout
-    num_outputs: int = 10  # classes for a classifier; 1 for a per-step bit model
+    cell: str = setting("lstm", "recurrent cell", choices=cell_names)
+    input_size: int = 28  # set by the task
+    hidden_size: int = setting(100, "hidden size", name="hidden", metavar="H")
+    num_layers: int = setting(1, "stacked recurrent layers", name="layers")
+    bidirectional: bool = setting(False, "read each sequence in both directions")
+    dropout: float = setting(0.0, "dropout between layers and before the output layer")
+    num_outputs: int = 10  # set by the task: classes for a classifier, 1 for a per-step bit model
     # "h_n": final hidden state of each direction. "last_step": the output at the last
     # time step, the reference's flawed readout, kept only to measure the flaw.
     readout: str = "h_n"
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        flags = {"input_size": "input size", "hidden_size": "--hidden", "num_layers": "--layers",
-                 "num_outputs": "number of outputs"}
-        for name, flag in flags.items():
-            if getattr(self, name) < 1:
-                raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
-        if self.readout not in READOUTS:
-            raise UserError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        check_choice("cell", self.cell, cell_names())
+        for name, value in (("input_size", self.input_size), ("hidden", self.hidden_size),
+                            ("layers", self.num_layers), ("num_outputs", self.num_outputs)):
+            check(value >= 1, name, f"must be >= 1, got {value}")
+        check_choice("readout", self.readout, READOUTS)
+        check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
     @property
     def directions(self) -> int:
@@ -55,17 +50,13 @@ class ModelConfig:
 
 
 def make_recurrent(cfg: ModelConfig) -> nn.RNNBase:
-    kwargs = dict(
+    return get_cell(cfg.cell).make(
         input_size=cfg.input_size,
         hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers,
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-        batch_first=True,
     )
-    if cfg.cell == "rnn":
-        kwargs["nonlinearity"] = "tanh"
-    return CELLS[cfg.cell](**kwargs)
 
 
 def final_hidden(h_n: Tensor | tuple[Tensor, Tensor]) -> Tensor:
@@ -146,7 +137,7 @@ MODEL_KINDS: dict[str, type[nn.Module]] = {"classifier": SequenceClassifier, "pe
 
 def build_model(kind: str, cfg: ModelConfig) -> nn.Module:
     if kind not in MODEL_KINDS:
-        raise UserError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        raise UnknownNameError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     return MODEL_KINDS[kind](cfg)
 
 

@@ -15,7 +15,8 @@ from torch import nn
 
 import rnnlab
 from rnnlab.core.errors import UserError
-from rnnlab.core.models import GATES, ModelConfig, build_model, count_parameters
+from rnnlab.core.cells import get_cell
+from rnnlab.core.models import ModelConfig, build_model, count_parameters
 from rnnlab.core.records import RunRecord, error_detail
 from rnnlab.core.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
 
@@ -24,7 +25,7 @@ MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights (Adam keeps two more copies):
 
 def recurrent_parameters(cfg: ModelConfig) -> int:
     """Parameters of the recurrent layers (the bulk of every model here), from the config alone."""
-    gates, h, d = GATES[cfg.cell], cfg.hidden_size, cfg.directions
+    gates, h, d = get_cell(cfg.cell).num_gates, cfg.hidden_size, cfg.directions
     first = gates * h * (cfg.input_size + h + 2)  # input and hidden weights, two biases
     later = gates * h * (d * h + h + 2)  # layers above read both directions of the one below
     return d * (first + (cfg.num_layers - 1) * later)

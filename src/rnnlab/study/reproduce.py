@@ -39,7 +39,8 @@ from rnnlab.study import reference
 from rnnlab.core.data.split import MNIST_NUM_VALID
 from rnnlab.core.errors import UserError
 from rnnlab.core.fileio import atomic_write_json
-from rnnlab.core.models import GATES, ModelConfig
+from rnnlab.core.cells import get_cell
+from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import RunPlan, saved_config
 from rnnlab.tasks import draw_run_figures, task_module
@@ -342,7 +343,7 @@ def epoch_cost(exp: Experiment) -> float:
         lengths = parse_lengths(cfg.get("train_lengths", "1-20"))
         examples, steps = cfg.get("train_size", 250), sum(lengths) / len(lengths)
     m = exp.model
-    gates = GATES[m.cell]
+    gates = get_cell(m.cell).num_gates
     batches = -(-examples // t.batch_size)
     per_step = 4e-5 * m.directions + t.batch_size * gates * m.hidden_size * (m.hidden_size + m.input_size) * \
         m.directions * 6 / 3e10
