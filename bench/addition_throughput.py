@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from rnnlab.core.models import ModelConfig, build_model
 from rnnlab.tasks.addition import BinaryAdditionTask, BitObjective, FreshBatches
-from rnnlab.core.train import TrainConfig, configure_threads, make_optimizer, set_seed, train_one_epoch
+from rnnlab.core.threads import configure_threads
+from rnnlab.core.train import TrainConfig, make_optimizer, set_seed, train_one_epoch
 
 MODEL = ModelConfig(cell="lstm", input_size=2, hidden_size=5, num_outputs=1)
 LENGTHS = range(1, 21)

@@ -29,7 +29,7 @@ from rnnlab.core.errors import UserError
 from rnnlab.core.images import load_digit_model, predict_images
 from rnnlab.core.records import RunRecord
 from rnnlab.tasks.mnist import normalise
-from rnnlab.core.train import configure_threads
+from rnnlab.core.threads import configure_threads
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 

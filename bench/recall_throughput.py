@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.tasks.recall import DigitRecallTask, FreshBatches, generator_for
+from rnnlab.core.threads import configure_threads
 from rnnlab.core.train import (
     Batch,
     ClassificationObjective,
     ShuffledBatches,
     TensorDataset,
-    configure_threads,
     train_one_epoch,
 )
 

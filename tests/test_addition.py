@@ -18,14 +18,15 @@ from rnnlab.cli import main
 from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, build_model
 from rnnlab.core.records import RunRecord
-from rnnlab.tasks import addition
-from rnnlab.tasks.addition import (
-    AdditionTaskConfig,
-    BinaryAdditionTask,
+from rnnlab.tasks.addition import add_with_model
+from rnnlab.tasks.addition import data as addition
+from rnnlab.tasks.addition import study as addition_study
+from rnnlab.tasks.addition.data import (
+    AdditionConfig,
+    BinaryPairs,
     BitObjective,
     FreshBatches,
     add_bits,
-    add_with_model,
     bits_to_int,
     format_lengths,
     in_batches,
@@ -71,7 +72,7 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, length: int) -> None:
 
 @pytest.mark.parametrize("length", [1, 2, 3, 8, 20, 64, 65, 200])
 def test_fixed_length_pairs_match_python_ints(length):
-    data = BinaryAdditionTask(seed=3).fixed(300, length)
+    data = BinaryPairs(seed=3).fixed(300, length)
     assert data.x.shape == (300, length, 2) and data.y.shape == (300, length)
     assert data.lengths.tolist() == [length] * 300
     for x, y in zip(data.x, data.y, strict=True):
@@ -79,7 +80,7 @@ def test_fixed_length_pairs_match_python_ints(length):
 
 
 def test_long_pairs_go_beyond_int64_and_cover_the_range():
-    data = BinaryAdditionTask(seed=1).fixed(50, 200)
+    data = BinaryPairs(seed=1).fixed(50, 200)
     firsts = [bits_to_int(x[:, 0].long().tolist()) for x in data.x]
     assert max(firsts) > 2**190  # far beyond int64, generated bit by bit
     assert all(x[-1].sum() == 0 for x in data.x)  # the top bit of N1 and N2 is 0
@@ -89,7 +90,7 @@ def test_long_pairs_go_beyond_int64_and_cover_the_range():
 
 @pytest.mark.parametrize("varied", [False, True])
 def test_mixed_lengths_are_padded_and_uniform(varied):
-    task = BinaryAdditionTask(seed=7)
+    task = BinaryPairs(seed=7)
     data = task.sample(2000, range(1, 21), "mixed", varied=varied)
     assert data.x.shape[1] == 20
     counts = torch.bincount(data.lengths, minlength=21)[1:]
@@ -108,25 +109,25 @@ def test_add_bits_is_integer_addition(case):
 
 
 def test_same_seed_same_pairs_and_streams_independent():
-    one, two = BinaryAdditionTask(5), BinaryAdditionTask(5)
+    one, two = BinaryPairs(5), BinaryPairs(5)
     assert torch.equal(one.fixed(20, 9).x, two.fixed(20, 9).x)
-    assert not torch.equal(one.fixed(20, 9).x, BinaryAdditionTask(6).fixed(20, 9).x)
+    assert not torch.equal(one.fixed(20, 9).x, BinaryPairs(6).fixed(20, 9).x)
     assert not torch.equal(one.fixed(20, 9).x, one.sample(20, [9], "other").x)
 
 
 def test_fresh_batches_replay_by_epoch():
-    source = FreshBatches(BinaryAdditionTask(0), range(1, 11), pairs_per_epoch=100, batch_size=32)
+    source = FreshBatches(BinaryPairs(0), range(1, 11), pairs_per_epoch=100, batch_size=32)
     assert source.num_batches() == 4
     first, again = list(source.epoch_batches(1)), list(source.epoch_batches(1))
     assert [len(b) for b in first] == [32, 32, 32, 4]
     assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0].x, next(source.epoch_batches(2)).x)
-    fixed = next(FreshBatches(BinaryAdditionTask(0), [6], 10, 10).epoch_batches(1))
+    fixed = next(FreshBatches(BinaryPairs(0), [6], 10, 10).epoch_batches(1))
     assert fixed.lengths is None and fixed.x.shape == (10, 6, 2)  # one length: no packing needed
 
 
 def test_by_length_batches_hold_one_length_each():
-    source = FreshBatches(BinaryAdditionTask(0), range(1, 21), 640, 64, by_length=True)
+    source = FreshBatches(BinaryPairs(0), range(1, 21), 640, 64, by_length=True)
     batches = list(source.epoch_batches(1))
     assert all(b.lengths is None for b in batches)  # full length: no padding, no packing
     assert len({b.x.shape[1] for b in batches}) > 3
@@ -136,7 +137,7 @@ def test_by_length_batches_hold_one_length_each():
 
 
 def test_noise_only_on_unpadded_training_inputs():
-    source = FreshBatches(BinaryAdditionTask(0), range(1, 11), 64, 64, noise=0.3)
+    source = FreshBatches(BinaryPairs(0), range(1, 11), 64, 64, noise=0.3)
     batch = next(source.epoch_batches(1))
     padding = ~addition.step_mask(batch)
     assert not batch.x[padding].any()
@@ -172,7 +173,7 @@ def test_reference_multiclass_ce_by_hand():
 @pytest.mark.parametrize("loss", ["mse", "bce", "multiclass-ce"])
 def test_padding_changes_neither_loss_nor_accuracy(loss):
     model, objective = tiny_model(), BitObjective(loss)
-    data = BinaryAdditionTask(2).sample(40, range(1, 13), "mask")
+    data = BinaryPairs(2).sample(40, range(1, 13), "mask")
     batch = Batch(data.x, data.y, data.lengths)
     extra = 7  # pad every pair with 7 more steps; padding inputs and targets set to garbage
     padded = Batch(torch.cat([data.x, torch.ones(40, extra, 2)], dim=1),
@@ -189,7 +190,7 @@ def test_padding_changes_neither_loss_nor_accuracy(loss):
 
 
 def test_score_counts_whole_numbers():
-    data = BinaryAdditionTask(4).sample(50, range(1, 30), "score")
+    data = BinaryPairs(4).sample(50, range(1, 30), "score")
     batches = in_batches(data, 16)
     perfect = score(ExactAdder(), batches, BitObjective("bce"))
     assert perfect["bit_accuracy"] == 1.0 and perfect["number_accuracy"] == 1.0 and perfect["pairs"] == 50
@@ -207,7 +208,7 @@ def test_score_counts_whole_numbers():
 
 def test_a_model_learns_length_8_in_seconds():
     model = tiny_model(hidden=8)
-    task = BinaryAdditionTask(0)
+    task = BinaryPairs(0)
     source, objective = FreshBatches(task, [8], 3200, 32), BitObjective("bce")
     optimizer = make_optimizer(model, TrainConfig(lr=0.03))
     test = in_batches(task.fixed(500, 8), 500)
@@ -230,18 +231,18 @@ def test_length_specs():
 @pytest.mark.parametrize("spec", ["", "0", "5-3", "a", "1-2-3", "1,,2", "200000", "-1", "1.5"])
 def test_bad_length_specs_are_one_line_errors(spec):
     with pytest.raises(UserError) as err:
-        AdditionTaskConfig(train_lengths=spec)
-    assert "\n" not in str(err.value) and "train-lengths" in str(err.value)
+        AdditionConfig(train_lengths=spec)
+    assert "\n" not in str(err.value) and "train_lengths" in str(err.value)
 
 
 def test_config_validation_and_round_trip():
     for bad in ({"loss": "ce"}, {"data": "web"}, {"train_size": 0}, {"eval_pairs": -1},
                 {"train_bits": "x"}, {"train_noise": -0.1}):
         with pytest.raises(UserError):
-            AdditionTaskConfig(**bad)
-    cfg = AdditionTaskConfig(train_lengths="3,1-2", eval_lengths="1-20,1000")
+            AdditionConfig(**bad)
+    cfg = AdditionConfig(train_lengths="3,1-2", eval_lengths="1-20,1000")
     assert cfg.train_lengths == "1-3" and cfg.eval_length_list[-1] == 1000
-    assert AdditionTaskConfig(**json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert AdditionConfig(**json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -326,10 +327,10 @@ def test_comparison_figure_labels_follow_their_records(dry_run, tmp_path):
     assert main(["train", "addition", "--dry-run", "--quiet", "--threads", "1", "--no-figures", "--seed", "9",
                  "--eval-lengths", "1-20,50", "--out", str(other)]) == 0
     runs = [("first", RunRecord.open(dry_run)), ("second", RunRecord.open(other))]
-    fig = addition.accuracy_by_length_figure(runs)
+    fig = addition_study.accuracy_by_length_figure(runs)
     for ax, key in zip(fig.axes, ("bit_accuracy", "number_accuracy"), strict=True):
         for line, (label, record) in zip(ax.get_lines(), runs, strict=True):
             assert line.get_label() == label
-            assert list(line.get_ydata()) == pytest.approx([100 * r[key] for r in addition.by_length(record)])
-    path = addition.draw_accuracy_by_length(runs, tmp_path / "cmp.png")
+            assert list(line.get_ydata()) == pytest.approx([100 * r[key] for r in addition_study.by_length(record)])
+    path = addition_study.draw_accuracy_by_length(runs, tmp_path / "cmp.png")
     assert path.stat().st_size > 1000

@@ -5,19 +5,18 @@ code path and arithmetic, in milliseconds. ``test_compiled_kernels_match_stock``
 compiles them for real (a few seconds per cell)."""
 
 import itertools
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from rnnlab.core import backends
-from rnnlab.core.backends import CELL_KINDS, Kernels, compiled_forward, use_backend
+from rnnlab.core import backends, cell_kernels
+from rnnlab.core.backends import Kernels, PerformanceWarning, compiled_forward, use_backend
+from rnnlab.core.cells import cell_names, cell_of, get_cell
 from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, final_hidden
 from rnnlab.core.train import TrainConfig
-
-MODULES = {"LSTM": (nn.LSTM, {}), "GRU": (nn.GRU, {}), "RNN_TANH": (nn.RNN, {}),
-           "RNN_RELU": (nn.RNN, {"nonlinearity": "relu"})}
 
 
 @pytest.fixture(autouse=True)
@@ -29,14 +28,14 @@ def _fresh_kernel_cache(monkeypatch):
 def eager_kernels(monkeypatch):
     """compile_kernels hands out eager kernels: the backend's wiring without compile time."""
     monkeypatch.setattr(backends, "compile_kernels",
-                        lambda rnn, dtype, example, log=None: Kernels(CELL_KINDS[rnn.mode], compiled=False))
+                        lambda rnn, dtype, example, log=None: Kernels(cell_of(rnn), compiled=False))
 
 
-def stock_and_compiled(mode, bidirectional, layers, kernels, dtype=torch.float32, batch=4, steps=7):
+def stock_and_compiled(cell, bidirectional, layers, kernels, dtype=torch.float32, batch=4, steps=7):
     """Outputs, h_n and every gradient of ``nn.*`` and of the compiled path, same weights."""
     torch.manual_seed(0)
-    cls, extra = MODULES[mode]
-    rnn = cls(6, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True, **extra)
+    rnn = get_cell(cell).make(input_size=6, hidden_size=5, num_layers=layers,
+                              bidirectional=bidirectional)
     x = torch.randn(batch, steps, 6, requires_grad=True)
     results = []
     for run in ("stock", "compiled"):
@@ -47,18 +46,20 @@ def stock_and_compiled(mode, bidirectional, layers, kernels, dtype=torch.float32
             h_n = final_hidden(h_n)
         else:
             out, h_n = compiled_forward(rnn, x, kernels, dtype)
-        g_out, g_h = torch.linspace(-1, 1, out.numel()).view_as(out), torch.linspace(1, -1, h_n.numel()).view_as(h_n)
+        g_out = torch.linspace(-1, 1, out.numel()).view_as(out)
+        g_h = torch.linspace(1, -1, h_n.numel()).view_as(h_n)
         ((out * g_out).sum() + (h_n * g_h).sum()).backward()
         grads = {name: p.grad.clone() for name, p in rnn.named_parameters()}
         results.append((out.detach(), h_n.detach(), x.grad.clone(), grads))
     return results
 
 
-@pytest.mark.parametrize("mode,bidirectional,layers",
-                         list(itertools.product(MODULES, [False, True], [1, 2])))
-def test_step_loop_matches_stock(mode, bidirectional, layers):
-    kernels = Kernels(CELL_KINDS[mode], compiled=False)
-    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(mode, bidirectional, layers, kernels)
+@pytest.mark.parametrize("cell,bidirectional,layers",
+                         list(itertools.product(cell_names(), [False, True], [1, 2])))
+def test_step_loop_matches_stock(cell, bidirectional, layers):
+    kernels = Kernels(get_cell(cell), compiled=False)
+    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(
+        cell, bidirectional, layers, kernels)
     torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(h_n2, h_n, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dx2, dx, atol=1e-5, rtol=1e-4)
@@ -68,11 +69,11 @@ def test_step_loop_matches_stock(mode, bidirectional, layers):
 
 
 @pytest.mark.slow  # compiles with inductor: 5-20 s per cell on a shared 2-core machine
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
-def test_compiled_kernels_match_stock(mode):
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_compiled_kernels_match_stock(cell):
     """torch.compile'd kernels (inductor, C++): same results as nn.* in float32."""
-    kernels = Kernels(CELL_KINDS[mode], compiled=True)
-    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(mode, True, 2, kernels)
+    kernels = Kernels(get_cell(cell), compiled=True)
+    (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(cell, True, 2, kernels)
     torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(h_n2, h_n, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dx2, dx, atol=1e-5, rtol=1e-4)
@@ -80,10 +81,11 @@ def test_compiled_kernels_match_stock(mode):
         torch.testing.assert_close(grads2[name], grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_bf16_close_to_fp32(mode):
-    kernels = Kernels(CELL_KINDS[mode], compiled=False)
-    (out, h_n, _, grads), (out2, h_n2, _, grads2) = stock_and_compiled(mode, True, 1, kernels, torch.bfloat16)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bf16_close_to_fp32(cell):
+    kernels = Kernels(get_cell(cell), compiled=False)
+    (out, h_n, _, grads), (out2, h_n2, _, grads2) = stock_and_compiled(
+        cell, True, 1, kernels, torch.bfloat16)
     assert out2.dtype == torch.float32  # bfloat16 matmuls, float32 results and state
     torch.testing.assert_close(out2, out, atol=3e-2, rtol=3e-2)
     torch.testing.assert_close(h_n2, h_n, atol=3e-2, rtol=3e-2)
@@ -93,8 +95,19 @@ def test_bf16_close_to_fp32(mode):
 
 def test_fast_tanh_and_sigmoid():
     x = torch.linspace(-30, 30, 100_001)
-    assert (backends.tanh(x) - torch.tanh(x)).abs().max() < 1e-6
-    assert (backends.sigmoid(x) - torch.sigmoid(x)).abs().max() < 1e-6
+    assert (cell_kernels.tanh(x) - torch.tanh(x)).abs().max() < 1e-6
+    assert (cell_kernels.sigmoid(x) - torch.sigmoid(x)).abs().max() < 1e-6
+
+
+def test_bare_modules_find_their_cell_by_mode():
+    """A bare nn.* module (not made by a Cell) runs on its mode's cell; a mode no cell
+    declares (the ReLU RNN) is left to stock."""
+    assert cell_of(nn.LSTM(3, 4)).name == "lstm"
+    assert cell_of(nn.RNN(3, 4)).name == "rnn"
+    assert backends.supports(nn.GRU(3, 4, batch_first=True)) is None
+    relu = nn.RNN(3, 4, nonlinearity="relu", batch_first=True)
+    assert cell_of(relu) is None
+    assert backends.supports(relu) == "cell mode RNN_RELU"
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -167,7 +180,48 @@ def test_auto_rule():
     assert not backends.auto_compiles(nn.LSTM(28, 100, proj_size=10, batch_first=True), batch, 700)
 
 
-def test_bf16_stock_is_autocast():
+def fake_cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: Fake CPU\nflags\t\t: {flags}\n\n"
+                    f"processor\t: 1\nflags\t\t: {flags}\n")
+    return str(path)
+
+
+def test_bf16_warns_without_bf16_hardware(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "CPUINFO", fake_cpuinfo(tmp_path, "fpu sse2 avx2 avx512f fma"))
+    model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
+    with pytest.warns(PerformanceWarning, match="avx512_bf16 or amx_bf16") as record:
+        use_backend(model, "stock", "bf16")
+    assert len(record) == 1  # once per model, not once per layer
+    message = str(record[0].message)
+    assert "\n" not in message and "slower than fp32" in message and "fp32" in message
+    assert record[0].filename == __file__  # points at the caller of use_backend
+
+
+@pytest.mark.parametrize("flags", ["fpu avx512f avx512_bf16", "fpu amx_tile amx_bf16"])
+def test_bf16_is_quiet_with_bf16_hardware(tmp_path, monkeypatch, flags):
+    monkeypatch.setattr(backends, "CPUINFO", fake_cpuinfo(tmp_path, flags))
+    model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        use_backend(model, "stock", "bf16")
+
+
+def test_bf16_is_quiet_where_the_flags_are_unknown(tmp_path, monkeypatch):
+    """No /proc/cpuinfo (not Linux), or one without a flags line: nothing to say."""
+    assert backends.cpu_flags(str(tmp_path / "missing")) is None
+    monkeypatch.setattr(backends, "CPUINFO", str(tmp_path / "missing"))
+    model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        use_backend(model, "stock", "bf16")
+        use_backend(model, "stock", "fp32")  # fp32 never reads the flags
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert backends.slow_bf16_reason(str(tmp_path / "arm")) is None
+
+
+def test_bf16_stock_is_autocast(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "CPUINFO", fake_cpuinfo(tmp_path, "avx512_bf16"))
     torch.manual_seed(0)
     model = SequenceClassifier(ModelConfig(cell="gru", hidden_size=8))
     x = torch.randn(3, 5, 28)
@@ -190,19 +244,21 @@ def test_unknown_choices_fail_loudly():
 
 
 def test_train_flags_reach_the_config():
+    """The flags parse to the settings of the same name, which TrainConfig takes."""
     from rnnlab.cli import build_parser
-    from rnnlab.cli.options import train_config_from_args
 
-    args = build_parser().parse_args(["train", "mnist", "--backend", "compiled", "--precision", "bf16"])
-    cfg = train_config_from_args(args)
+    args = build_parser().parse_args(
+        ["train", "mnist", "--backend", "compiled", "--precision", "bf16"])
+    cfg = TrainConfig(backend=args.backend, precision=args.precision)
     assert (cfg.backend, cfg.precision) == ("compiled", "bf16")
     args = build_parser().parse_args(["train", "mnist"])
-    assert (train_config_from_args(args).backend, train_config_from_args(args).precision) == ("auto", "fp32")
+    assert (args.backend, args.precision) == ("auto", "fp32")
 
 
 def test_gflop_count():
     # LSTM(100) on 28x28 rows: 2*B*T*4H*(F+H) forward, 3x that to train
-    assert backends.train_gflop("lstm", 500, 28, 28, 100) == pytest.approx(3 * 2 * 500 * 28 * 400 * 128 / 1e9)
+    assert backends.train_gflop("lstm", 500, 28, 28, 100) == pytest.approx(
+        3 * 2 * 500 * 28 * 400 * 128 / 1e9)
     assert backends.train_gflop("gru", 1, 28, 28, 8, layers=2, directions=2) == pytest.approx(
         3 * 2 * 2 * 28 * 24 * ((28 + 8) + (16 + 8)) / 1e9)
 
@@ -211,7 +267,7 @@ def test_a_kernel_failing_mid_training_finishes_eagerly_then_stock(monkeypatch, 
     """A recompile that fails during a backward pass (a new shape, the recompile
     limit) must not crash training: that batch finishes with the eager kernels, later
     batches run stock."""
-    kernels = Kernels(CELL_KINDS["LSTM"], compiled=False)
+    kernels = Kernels(get_cell("lstm"), compiled=False)
 
     def broken(*args):
         raise RuntimeError("recompile limit")
@@ -236,7 +292,7 @@ def test_a_kernel_failing_mid_training_finishes_eagerly_then_stock(monkeypatch, 
 def test_two_graphs_before_one_backward_keep_their_buffers():
     """Buffers are reused from batch to batch only after their backward pass: two
     forward passes before one backward (accumulating losses) still get it right."""
-    kernels = Kernels(CELL_KINDS["GRU"], compiled=False)
+    kernels = Kernels(get_cell("gru"), compiled=False)
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True)
     x1, x2 = torch.randn(4, 7, 6), torch.randn(4, 7, 6)
@@ -258,7 +314,7 @@ def test_two_graphs_before_one_backward_keep_their_buffers():
 
 
 def test_a_second_backward_through_the_same_graph_fails_loudly():
-    kernels = Kernels(CELL_KINDS["LSTM"], compiled=False)
+    kernels = Kernels(get_cell("lstm"), compiled=False)
     rnn = nn.LSTM(6, 5, batch_first=True)
     _, h_n = compiled_forward(rnn, torch.randn(2, 3, 6), kernels, torch.float32)
     h_n.sum().backward(retain_graph=True)

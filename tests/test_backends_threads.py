@@ -3,28 +3,29 @@
 import pytest
 import torch
 
-from rnnlab import cli
+from rnnlab.core import threads
 from rnnlab.core.errors import UserError
-from rnnlab.core.train import configure_threads
+from rnnlab.core.threads import configure_threads
 
 
-@pytest.mark.parametrize("busy,expected", [(0.0, 2), (0.4, 2), (0.9, 1), (1.6, 1), (2.0, 1), (7.0, 1)])
+@pytest.mark.parametrize("busy,expected",
+                         [(0.0, 2), (0.4, 2), (0.9, 1), (1.6, 1), (2.0, 1), (7.0, 1)])
 def test_default_threads_leaves_busy_cores_alone(monkeypatch, busy, expected):
-    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
-    monkeypatch.setattr(cli, "busy_cores", lambda interval=0.1: busy)
-    assert cli.default_threads() == expected
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda interval=0.1: busy)
+    assert threads.default_threads() == expected
 
 
 def test_busy_cores_is_a_fraction_of_the_machine():
-    assert 0.0 <= cli.busy_cores(0.02) <= (torch.get_num_threads() + 64)
+    assert 0.0 <= threads.busy_cores(0.02) <= (torch.get_num_threads() + 64)
 
 
 def test_configure_threads_never_raises_the_count(monkeypatch):
-    monkeypatch.setattr(cli, "default_threads", lambda: 4)
+    monkeypatch.setattr(threads, "default_threads", lambda: 4)
     before = torch.get_num_threads()  # 1 in the test suite (conftest)
     try:
         assert configure_threads(None) == before
-        monkeypatch.setattr(cli, "default_threads", lambda: 1)
+        monkeypatch.setattr(threads, "default_threads", lambda: 1)
         assert configure_threads(None) == 1
         assert configure_threads(2) == 2  # an explicit --threads is obeyed
     finally:

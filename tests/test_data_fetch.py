@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.core import fileio
-from rnnlab.cli import HelpFormatter, OneLineErrorParser, new_subparsers
+from fakes import write_fake_mnist
+from rnnlab.cli.parsing import HelpFormatter, OneLineErrorParser, new_subparsers
 from rnnlab.cli import data as data_cli
+from rnnlab.core import fileio
 from rnnlab.core.data import sources
 from rnnlab.core.data.idx import encode_idx, gzip_bytes
 from rnnlab.core.data.sources import (
@@ -41,7 +42,14 @@ from rnnlab.core.data.sources import (
     md5_hex,
     sha256_hex,
 )
-from rnnlab.core.data.store import MANIFEST_NAME, default_data_root, fetch, inspect_dataset, load_dataset
+from rnnlab.core.data.store import (
+    MANIFEST_NAME,
+    dataset_present,
+    default_data_root,
+    fetch,
+    inspect_dataset,
+    load_dataset,
+)
 from rnnlab.core.errors import UserError
 
 torch.set_num_threads(1)
@@ -487,8 +495,11 @@ def test_cli_help_explains_every_option(capsys):
         for action in command._actions:
             assert action.help, f"{command.prog} {action.option_strings} has no help"
         text = command.format_help()
-        assert "--dataset {mnist,fashion-mnist}" in text and "(default: mnist)" in text
+        assert "--dataset {mnist,fashion-mnist}" in text
         assert "--data-dir DIR" in text and "$RNNLAB_DATA" in text
+    assert "(default: mnist)" in commands["fetch"].format_help()
+    info_help = " ".join(commands["info"].format_help().split())
+    assert "default: every data set" in info_help and "(default: mnist)" not in info_help
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args(["data", "--help"])
     assert exit_.value.code == 0
@@ -513,6 +524,96 @@ def test_through_rnnlab_main(fake, tmp_path, capsys):
     assert cli.main(["data", "info", "--data-dir", str(tmp_path)]) == 0
     _flip_byte(tmp_path / "mnist" / TRAIN_LABELS)
     assert cli.main(["data", "info", "--data-dir", str(tmp_path)]) == 2
+
+
+# --- rnnlab data info without --dataset: every data set in the data root ---------------
+
+
+def _not_fetched_line(name: str, title: str, root: Path | None) -> str:
+    folder = (default_data_root() if root is None else root) / name
+    fix = f"rnnlab data fetch --dataset {name}" + ("" if root is None else f" --data-dir {root}")
+    return f"{title}: not fetched (nothing in {folder}); run `{fix}`"
+
+
+@pytest.mark.parametrize("where", ["default root", "missing root", "empty folders"])
+def test_cli_info_without_data_lists_every_dataset_as_not_fetched(tmp_path, capsys, where):
+    root = None if where == "default root" else tmp_path / "root"
+    if where == "empty folders":  # what an interrupted first fetch can leave
+        for name in sources.DATASETS:
+            (tmp_path / "root" / name).mkdir(parents=True)
+    argv = ["data", "info"] + ([] if root is None else ["--data-dir", str(root)])
+    assert run_data_cli(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        _not_fetched_line("mnist", "MNIST", root),
+        _not_fetched_line("fashion-mnist", "Fashion-MNIST", root),
+    ]
+    assert captured.err == ""
+
+
+def test_cli_info_lists_a_good_dataset_as_ok(tmp_path, capsys):
+    write_fake_mnist(tmp_path, "fashion-mnist")
+    assert run_data_cli(["data", "info", "--data-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == _not_fetched_line("mnist", "MNIST", tmp_path)
+    assert lines[1] == f"Fashion-MNIST in {tmp_path / 'fashion-mnist'}"
+    assert sorted(line.split(":")[0] for line in lines[2:6]) == sorted(
+        f"  ok  {name}" for name in FILE_NAMES
+    )
+    assert lines[6:] == [
+        "Fashion-MNIST ok: 60000 train, 10000 test images, all verified against MANIFEST.json"
+    ]
+    assert captured.err == ""
+
+
+def test_cli_info_exits_2_on_a_corrupt_file_after_listing_everything(tmp_path, capsys):
+    write_fake_mnist(tmp_path, "fashion-mnist")
+    _flip_byte(tmp_path / "fashion-mnist" / TRAIN_LABELS)
+    assert run_data_cli(["data", "info", "--data-dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert _not_fetched_line("mnist", "MNIST", tmp_path) in captured.out
+    assert f"BAD {TRAIN_LABELS}: " in captured.out
+    assert sum(line.startswith("  ok  ") for line in captured.out.splitlines()) == 3
+    assert "Fashion-MNIST ok" not in captured.out
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("rnnlab: error: Fashion-MNIST in ")
+    assert TRAIN_LABELS in captured.err
+    assert f"run `rnnlab data fetch --dataset fashion-mnist --data-dir {tmp_path}`" in captured.err
+
+
+def test_cli_info_names_every_broken_dataset_in_one_line(tmp_path, capsys):
+    write_fake_mnist(tmp_path, "mnist")
+    write_fake_mnist(tmp_path, "fashion-mnist")
+    (tmp_path / "mnist" / TEST_LABELS).unlink()
+    (tmp_path / "fashion-mnist" / MANIFEST_NAME).write_text('{"files": [')
+    assert run_data_cli(["data", "info", "--data-dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert f"BAD {TEST_LABELS}: " in captured.out
+    assert f"BAD {MANIFEST_NAME}: " in captured.out
+    assert captured.err.count("\n") == 1
+    assert "2 data sets need repair" in captured.err
+    assert TEST_LABELS in captured.err and "MANIFEST.json is damaged" in captured.err
+
+
+def test_cli_info_for_one_dataset_ignores_the_others(tmp_path, capsys):
+    write_fake_mnist(tmp_path, "fashion-mnist")
+    argv = ["data", "info", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]
+    assert run_data_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "MNIST:" not in out and out.startswith("Fashion-MNIST in ")
+
+
+def test_dataset_present(tmp_path):
+    assert not dataset_present("mnist", tmp_path)
+    (tmp_path / "mnist").mkdir()
+    assert not dataset_present("mnist", tmp_path)
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(b"")  # a plain copy to adopt
+    assert dataset_present("mnist", tmp_path)
+    assert not dataset_present("fashion-mnist", tmp_path)
+    (tmp_path / "fashion-mnist").mkdir()
+    (tmp_path / "fashion-mnist" / MANIFEST_NAME).write_text("{}")
+    assert dataset_present("fashion-mnist", tmp_path)
 
 
 def test_inspect_dataset_reports_each_file(fake, tmp_path):

@@ -176,7 +176,8 @@ def trained_run(tmp_path_factory):
     """An LSTM trained for a few seconds on 160 preprocessed synthetic glyphs."""
     from rnnlab.core.models import ModelConfig
     from rnnlab.core.runs import RunPlan, TaskData, execute_run
-    from rnnlab.tasks.mnist import MnistTaskConfig, normalise
+    from rnnlab.tasks.mnist.data import MnistConfig as MnistTaskConfig
+    from rnnlab.tasks.mnist.data import normalise
     from rnnlab.core.train import ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig
 
     rng = np.random.default_rng(7)
@@ -193,6 +194,14 @@ def trained_run(tmp_path_factory):
                           lambda model, record: {"accuracy": 0.0})
     assert summary["best_valid_accuracy"] == 1.0, "the tiny model must learn its own training set"
     return out, raw, labels
+
+
+def predict_images(record: RunRecord, inputs: list[str], args: argparse.Namespace) -> int:
+    """``rnnlab predict`` through the command's own handler (printing, exit code)."""
+    from rnnlab.cli.train import run_predict
+
+    return run_predict(argparse.Namespace(run=str(record.dir), inputs=list(inputs), threads=1,
+                                          **vars(args)))
 
 
 def predict_args(**overrides) -> argparse.Namespace:
@@ -214,7 +223,7 @@ def write_pngs(folder: Path, raw, labels, count: int = 8) -> list[tuple[Path, in
 def test_model_predicts_its_training_images_from_png(trained_run, tmp_path, capsys):
     run, raw, labels = trained_run
     written = write_pngs(tmp_path / "in", raw, labels)
-    code = images.predict_images(RunRecord.open(run), [str(p) for p, _ in written], predict_args())
+    code = predict_images(RunRecord.open(run), [str(p) for p, _ in written], predict_args())
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     lines = out.splitlines()
@@ -228,11 +237,11 @@ def test_folder_glob_top_and_json(trained_run, tmp_path, capsys):
     written = write_pngs(tmp_path / "in", raw, labels, count=5)
     (tmp_path / "in" / "notes.txt").write_text("not an image, and not picked from a folder")
     record = RunRecord.open(run)
-    assert images.predict_images(record, [str(tmp_path / "in")], predict_args(top=3)) == 0
+    assert predict_images(record, [str(tmp_path / "in")], predict_args(top=3)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [str(p) for p, _ in written]  # sorted
     assert all(line.count("%)") == 3 for line in lines)
-    assert images.predict_images(record, [str(tmp_path / "in" / "glyph0[0-2].png")],
+    assert predict_images(record, [str(tmp_path / "in" / "glyph0[0-2].png")],
                                  predict_args(json=True, top=2)) == 0
     objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["file"] for o in objs] == [str(p) for p, _ in written[:3]]
@@ -247,9 +256,9 @@ def test_show_input_writes_what_the_model_saw(trained_run, tmp_path, capsys):
     written = write_pngs(tmp_path / "in", raw, labels, count=2)
     record = RunRecord.open(run)
     one = tmp_path / "seen.png"
-    assert images.predict_images(record, [str(written[0][0])], predict_args(show_input=str(one))) == 0
+    assert predict_images(record, [str(written[0][0])], predict_args(show_input=str(one))) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(one)), preprocess_image(raw[0]))
-    assert images.predict_images(record, [str(p) for p, _ in written],
+    assert predict_images(record, [str(p) for p, _ in written],
                                  predict_args(show_input=str(tmp_path / "seen.png"))) == 0
     for path, _ in written:
         saved = np.asarray(Image.open(tmp_path / f"seen-{path.stem}.png"))
@@ -261,7 +270,7 @@ def test_show_input_writes_what_the_model_saw(trained_run, tmp_path, capsys):
 def test_dry_run_predicts_nothing(trained_run, tmp_path, capsys):
     run, raw, labels = trained_run
     written = write_pngs(tmp_path / "in", raw, labels, count=2)
-    code = images.predict_images(RunRecord.open(run), [str(tmp_path / "in")], predict_args(dry_run=True))
+    code = predict_images(RunRecord.open(run), [str(tmp_path / "in")], predict_args(dry_run=True))
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("dry run: 2 of 2 image(s) readable") and str(written[0][0]) not in out
 
@@ -345,28 +354,28 @@ def test_a_run_that_is_not_a_digit_model(trained_run, tmp_path):
     run, _, _ = trained_run
     config = json.loads((run / "config.json").read_text())
     other = RunRecord.create(tmp_path / "recall-run", {**config, "task": "recall"})
-    with pytest.raises(UserError, match=r"recall-run is a 'recall' run, not a digit model"):
-        images.predict_images(other, ["digit.png"], predict_args())
+    with pytest.raises(UserError, match=r"recall does not know: augment_shift"):
+        predict_images(other, ["digit.png"], predict_args())
     per_step = RunRecord.create(tmp_path / "per-step", config)
     payload = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     del payload["format"]
     per_step.save_checkpoint("best", {**payload, "model_kind": "per_step"})
-    with pytest.raises(UserError, match="not a digit model"):
-        images.predict_images(per_step, ["digit.png"], predict_args())
+    with pytest.raises(UserError, match="not an image model"):
+        predict_images(per_step, ["digit.png"], predict_args())
 
 
 def test_bad_options_are_one_line_errors(trained_run, tmp_path):
     run, _, _ = trained_run
     record = RunRecord.open(run)
-    with pytest.raises(UserError, match="--top"):
-        images.predict_images(record, ["x.png"], predict_args(top=11))
-    with pytest.raises(UserError, match="--batch-size"):
-        images.predict_images(record, ["x.png"], predict_args(batch_size=0))
-    with pytest.raises(UserError, match="--show-input"):
-        images.predict_images(record, ["x.png"], predict_args(show_input=str(tmp_path / "seen.nope")))
+    with pytest.raises(UserError, match="top must be in 1..10"):
+        predict_images(record, ["x.png"], predict_args(top=11))
+    with pytest.raises(UserError, match="batch_size must be >= 1"):
+        predict_images(record, ["x.png"], predict_args(batch_size=0))
+    with pytest.raises(UserError, match="show_input"):
+        predict_images(record, ["x.png"], predict_args(show_input=str(tmp_path / "seen.nope")))
     draw("ring").save(tmp_path / "digit.png")
     with pytest.raises(UserError, match="would overwrite the input"):
-        images.predict_images(record, [str(tmp_path / "digit.png")],
+        predict_images(record, [str(tmp_path / "digit.png")],
                               predict_args(show_input=str(tmp_path / "digit.png")))
     assert images.load_image(tmp_path / "digit.png").any()
 
@@ -399,8 +408,8 @@ def test_a_fashion_run_prints_class_names(trained_run, tmp_path, capsys):
     del payload["format"]
     record.save_checkpoint("best", payload)
     (path, _), = write_pngs(tmp_path / "in", raw, labels, count=1)
-    assert images.predict_images(record, [str(path)], predict_args(json=True)) == 0
+    assert predict_images(record, [str(path)], predict_args(json=True)) == 0
     obj = json.loads(capsys.readouterr().out)
-    from rnnlab.tasks.mnist import CLASS_NAMES
+    from rnnlab.tasks.mnist.data import CLASS_NAMES
 
     assert obj["label_name"] == CLASS_NAMES["fashion-mnist"][obj["prediction"]]

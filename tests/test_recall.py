@@ -11,13 +11,14 @@ from rnnlab.core.errors import UserError
 from rnnlab.core.cells import CELLS
 from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.core.records import RunRecord
+from rnnlab.core.seeding import stream_generator
 from rnnlab.tasks import recall
-from rnnlab.tasks.recall import (
-    DigitRecallTask,
+from rnnlab.tasks.recall.data import (
+    SEEDS,
+    DigitSequences,
     FreshBatches,
-    RecallTaskConfig,
+    RecallConfig,
     decode,
-    generator_for,
     make_splits,
 )
 from rnnlab.core.train import ClassificationObjective, evaluate, train_one_epoch
@@ -27,8 +28,8 @@ torch.set_num_threads(1)
 
 # -- the generator --------------------------------------------------------------------
 def test_same_seed_same_tensors_other_seed_other_tensors():
-    a, b = make_splits(RecallTaskConfig(), 7), make_splits(RecallTaskConfig(), 7)
-    c = make_splits(RecallTaskConfig(), 8)
+    a, b = make_splits(RecallConfig(), 7), make_splits(RecallConfig(), 7)
+    c = make_splits(RecallConfig(), 8)
     for name in ("train", "valid", "test"):
         x, y = getattr(a, name), getattr(b, name)
         assert torch.equal(x.x, y.x) and torch.equal(x.y, y.y) and torch.equal(x.lengths, y.lengths)
@@ -38,7 +39,7 @@ def test_same_seed_same_tensors_other_seed_other_tensors():
 
 def test_generator_is_pinned_across_machines():
     """The seed alone fixes the data: torch's CPU generator is platform-independent."""
-    test = make_splits(RecallTaskConfig(), 2111).test
+    test = make_splits(RecallConfig(), 2111).test
     assert test.sequences(range(3)) == GOLDEN_FIRST_TEST_SEQUENCES
 
 
@@ -46,7 +47,7 @@ GOLDEN_FIRST_TEST_SEQUENCES = [[0, 9, 8, 1, 8, 8, 7, 0, 6], [3, 2, 0, 9, 7, 8], 
 
 
 def test_fresh_batches_depend_only_on_seed_and_epoch():
-    task = DigitRecallTask()
+    task = DigitSequences()
     first = list(FreshBatches(task, 100, 32, seed=3).epoch_batches(1))
     again = list(FreshBatches(task, 100, 32, seed=3).epoch_batches(1))
     other_epoch = list(FreshBatches(task, 100, 32, seed=3).epoch_batches(2))
@@ -59,8 +60,8 @@ def test_fresh_batches_depend_only_on_seed_and_epoch():
 @settings(max_examples=30, deadline=None)
 @given(k=st.integers(0, 5), extra=st.integers(0, 3), spread=st.integers(0, 6), seed=st.integers(0, 2**31))
 def test_label_is_the_digit_at_k_and_encoding_is_one_hot(k, extra, spread, seed):
-    task = DigitRecallTask(k, k + 1 + extra, k + 1 + extra + spread)
-    s = task.generate(200, generator_for(seed, "t"))
+    task = DigitSequences(k, k + 1 + extra, k + 1 + extra + spread)
+    s = task.generate(200, stream_generator(SEEDS, seed, "t"))
     digits = decode(s.x, s.lengths)
     assert [d[k] for d in digits] == s.y.tolist()  # the label is exactly the digit at K
     assert digits == s.sequences()
@@ -71,7 +72,7 @@ def test_label_is_the_digit_at_k_and_encoding_is_one_hot(k, extra, spread, seed)
 
 
 def test_reference_sets_have_the_exercise_sizes():
-    splits = make_splits(RecallTaskConfig(), 2111)
+    splits = make_splits(RecallConfig(), 2111)
     assert len(splits.train) == 800 and len(splits.valid) == 100 and len(splits.test) == 100
     assert torch.bincount(splits.train.lengths).tolist() == [0, 0, 0] + [100] * 8
     assert splits.train.lengths[:9].tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 3]  # rounds of lengths 3..10
@@ -79,25 +80,25 @@ def test_reference_sets_have_the_exercise_sizes():
 
 
 def test_fresh_mode_defaults():
-    cfg = RecallTaskConfig.for_mode("fresh")
+    cfg = RecallConfig(data="fresh")
     assert (cfg.train_size, cfg.valid_size, cfg.test_size) == (20_000, 2_000, 10_000)
     splits = make_splits(cfg, 1)
     assert splits.train is None and len(splits.test) == 10_000
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(k=3), "must be < min-length"),
+    (dict(k=3), "must be < min_length"),
     (dict(k=-1), "k must be >= 0"),
-    (dict(min_length=0, k=0), "min-length must be >= 1"),
-    (dict(min_length=6, max_length=5), "must be <= max-length"),
-    (dict(test_size=0), "test-size must be >= 1"),
-    (dict(train_size=-3), "train-size must be >= 1"),
+    (dict(min_length=0, k=0), "min_length must be >= 1"),
+    (dict(min_length=6, max_length=5), "must be <= max_length"),
+    (dict(test_size=0), "test_size must be >= 1"),
+    (dict(train_size=-3), "train_size must be >= 1"),
     (dict(data="online"), "choose one of reference, fresh"),
-    (dict(max_length=10**6), "max-length must be <="),
+    (dict(max_length=10**6), "max_length must be <="),
 ])
 def test_bad_task_configs_are_one_line_user_errors(fields, message):
     with pytest.raises(UserError, match=message) as err:
-        RecallTaskConfig(**fields)
+        RecallConfig(**fields)
     assert "\n" not in str(err.value)
 
 
@@ -108,7 +109,7 @@ def test_packed_batch_equals_each_sequence_alone(cell, bidirectional):
     torch.manual_seed(0)
     model = SequenceClassifier(ModelConfig(cell=cell, input_size=10, hidden_size=6,
                                            bidirectional=bidirectional)).eval()
-    s = DigitRecallTask(1, 2, 9).generate(12, generator_for(0, "pack"))
+    s = DigitSequences(1, 2, 9).generate(12, stream_generator(SEEDS, 0, "pack"))
     with torch.no_grad():
         batched = model(s.x, s.lengths)
         alone = torch.cat([model(s.x[i : i + 1, : int(n)]) for i, n in enumerate(s.lengths)])
@@ -118,12 +119,12 @@ def test_packed_batch_equals_each_sequence_alone(cell, bidirectional):
 def test_lstm_learns_recall_on_a_small_budget():
     """Hidden 10, batches of fresh sequences: >95% on 1,000 test sequences in ~1 s, one thread."""
     torch.manual_seed(0)
-    task = DigitRecallTask(1, 3, 10)
+    task = DigitSequences(1, 3, 10)
     model = SequenceClassifier(ModelConfig(cell="lstm", input_size=10, hidden_size=10))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     objective = ClassificationObjective()
     train_one_epoch(model, FreshBatches(task, 128 * 400, 128, seed=0).epoch_batches(1), objective, optimizer)
-    test = task.generate(1000, generator_for(0, "test"))
+    test = task.generate(1000, stream_generator(SEEDS, 0, "test"))
     assert evaluate(model, test.dataset().in_order(500), objective)["accuracy"] > 0.95
 
 
@@ -153,7 +154,7 @@ def test_train_dry_run_leaves_records_and_figures(trained, capsys):
         assert record.is_complete
         assert record.config()["model"]["hidden_size"] == hidden
         test = record.summary()["test"]
-        assert test["examples"] == recall.DRY_RUN_SIZES[2]
+        assert test["examples"] == recall.SMALL_SIZES[2]
         by_length = test["by_length"]
         assert [r["length"] for r in by_length] == list(range(3, 11))
         assert sum(r["examples"] for r in by_length) == test["examples"]
@@ -197,7 +198,7 @@ def test_predict_prints_a_digit_top_k_and_json(cli, trained, capsys):
     (["3", "1.5", "4"], "'1.5' is not a digit"),
     ([""], "empty sequence"),
     (["7"], "at least 2 digits"),
-    (["1"] * 11 + ["--max-length", "10"], "more than --max-length 10"),
+    (["1"] * 11 + ["--max-length", "10"], "more than max_length 10"),
     (["3", "1", "--top", "11"], "--top must be in 1..10"),
 ])
 def test_bad_predict_inputs_are_one_line_errors(cli, trained, capsys, inputs, message):
@@ -208,8 +209,8 @@ def test_bad_predict_inputs_are_one_line_errors(cli, trained, capsys, inputs, me
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--k", "3"], "must be < min-length"),
-    (["--min-length", "5", "--max-length", "4"], "must be <= max-length"),
+    (["--k", "3"], "must be < min_length"),
+    (["--min-length", "5", "--max-length", "4"], "must be <= max_length"),
     (["--hidden", "2", "2"], "lists a size twice"),
     (["--train-size", "0"], "train-size must be >= 1"),
     (["--hidden", "0"], "--hidden must be >= 1"),

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.study import reference
 from rnnlab.cli import main
 from rnnlab.core.records import RunRecord
-from rnnlab.study.reproduce import QUICK_EPOCHS, all_experiments, train_function
+from rnnlab.study.experiments import catalogue as all_experiments
+from rnnlab.tasks.addition import study as addition_study
+from rnnlab.tasks.base import QUICK_EPOCHS
+from rnnlab.tasks.mnist import study as mnist_study
+from rnnlab.tasks.recall import study as recall_study
 
 
 def names(experiments, task, role="main"):
@@ -32,11 +35,11 @@ def test_reference_profile_lists_every_configuration_of_the_exercise():
                                        "h5-mse-len10"]
     assert all(e.seeds == (2111,) and e.profile == "reference" for e in exps)
     by_id = {(e.task, e.name): e for e in exps}
-    for name, ref in reference.MNIST.items():
+    for name, ref in mnist_study.REFERENCE.items():
         assert by_id["mnist", name].reference == (ref["test"] if ref else None)
-    for name, ref in reference.ADDITION.items():
+    for name, ref in addition_study.REFERENCE.items():
         assert by_id["addition", name].reference == ref
-    assert by_id["recall", "hidden-10"].reference == reference.RECALL[10]
+    assert by_id["recall", "hidden-10"].reference == recall_study.REFERENCE[10]
     lstm = by_id["mnist", "lstm"]
     assert (lstm.train.epochs, lstm.train.batch_size, lstm.train.lr, lstm.model.hidden_size) == (7, 500, 0.01, 100)
     recall = by_id["recall", "hidden-5"]
@@ -63,8 +66,8 @@ def test_tuned_profile_runs_several_seeds_with_targets():
     exps = all_experiments("tuned", quick=False, seeds=3, first_seed=10)
     assert all(e.seeds == (10, 11, 12) for e in exps)
     targets = {(e.task, e.name): e.target for e in exps}
-    assert targets["mnist", "lstm"] == reference.TUNED_TARGETS["mnist"]["lstm"]
-    assert targets["recall", "hidden-10"] == reference.TUNED_TARGETS["recall"][10]
+    assert targets["mnist", "lstm"] == mnist_study.TUNED_TARGETS["lstm"]
+    assert targets["recall", "hidden-10"] == recall_study.TUNED_TARGETS[10]
     addition = [e for e in exps if e.task == "addition"]
     assert len(addition) == 1 and addition[0].task_config["loss"] == "bce"
     assert addition[0].task_config["data"] == "fresh"
@@ -79,9 +82,13 @@ def test_quick_shrinks_every_configuration():
             assert e.task_config["train_size"] <= 1000, e.id
 
 
-def test_every_task_has_a_train_function():
-    for task in ("mnist", "recall", "addition"):
-        assert callable(train_function(task))
+def test_every_registered_task_lists_experiments_of_both_profiles():
+    from rnnlab.tasks.registry import REGISTRY
+
+    for name in ("mnist", "recall", "addition"):
+        task = REGISTRY.get(name)
+        for profile in ("reference", "tuned"):
+            assert {e.task for e in task.experiments(profile, (1,), True)} == {name}
 
 
 def summaries(out: Path) -> list[Path]:

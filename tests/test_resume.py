@@ -231,7 +231,9 @@ def test_cli_ctrl_c_then_resume_matches(tmp_path, monkeypatch, capsys, argv, run
 
 def test_addition_kill_between_checkpoint_and_test_row_is_caught_up(tmp_path, monkeypatch, capsys):
     """Ctrl-C after epoch 2's last.pt but before its test_by_epoch row: resume scores it."""
+    from rnnlab import tasks  # noqa: F401
     from rnnlab.tasks import addition
+    from rnnlab.tasks.addition import data as addition_data
 
     assert main([*ADDITION, "--out", str(tmp_path / "full")]) == 0
     real = addition.EpochTester.score_last
@@ -245,7 +247,7 @@ def test_addition_kill_between_checkpoint_and_test_row_is_caught_up(tmp_path, mo
     with monkeypatch.context() as patch:
         patch.setattr(addition.EpochTester, "score_last", score_last)
         assert main([*ADDITION, "--out", str(tmp_path / "part")]) == 130
-        assert [r["epoch"] for r in addition.read_test_by_epoch(RunRecord(tmp_path / "part"))] == [1]
+        assert [r["epoch"] for r in addition_data.read_test_by_epoch(RunRecord(tmp_path / "part"))] == [1]
         assert checkpoint(tmp_path / "part")["epoch"] == 2
         assert main([*ADDITION, "--out", str(tmp_path / "part"), "--resume"]) == 0
     assert_same_run(tmp_path / "full", tmp_path / "part", (*SAME_BYTES, "test_by_epoch.jsonl"))

@@ -134,7 +134,7 @@ def test_train_config_rejects_bad_values(field, value):
 
 
 def test_shift_augmentation_keeps_ink_and_moves_it():
-    from rnnlab.tasks.mnist import shift_images
+    from rnnlab.tasks.mnist.data import shift_images
     from rnnlab.core.train import Batch
 
     x = torch.zeros(4, 28, 28)

@@ -93,11 +93,11 @@ MNIST = [
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
 ]
 RECALL = [
-    (["--k", "3", "--min-length", "3"], "k=3 is not a position of every sequence: it must be < min-length (3)"),
-    (["--k", "5"], "k=5 is not a position of every sequence"),
+    (["--k", "3", "--min-length", "3"], "--k (3) is not a position of every sequence: it must be < min_length (3)"),
+    (["--k", "5"], "--k (5) is not a position of every sequence"),
     (["--k", "-1"], "k must be >= 0 (positions are zero-based), got -1"),
     (["--min-length", "0", "--k", "0"], "min-length must be >= 1, got 0"),
-    (["--min-length", "6", "--max-length", "5"], "min-length (6) must be <= max-length (5)"),
+    (["--min-length", "6", "--max-length", "5"], "--min-length (6) must be <= max_length (5)"),
     (["--max-length", "1001"], "max-length must be <= 1000, got 1001"),
     (["--train-size", "0"], "train-size must be >= 1, got 0"),
     (["--valid-size", "0"], "valid-size must be >= 1, got 0"),
@@ -107,11 +107,11 @@ RECALL = [
     (["--data", "random"], "argument --data: invalid choice: 'random'"),
 ]
 ADDITION = [
-    (["--train-lengths", "0"], "train-lengths: lengths must be in 1.."),
-    (["--train-lengths", ""], "train-lengths is empty"),
-    (["--train-lengths", "9-3"], "train-lengths: range '9-3' runs backwards"),
-    (["--train-lengths", "1-x"], "train-lengths: '1-x' is not a length or a range"),
-    (["--eval-lengths", "0-4"], "eval-lengths: lengths must be in 1.."),
+    (["--train-lengths", "0"], "--train-lengths must be in 1.."),
+    (["--train-lengths", ""], "--train-lengths is empty"),
+    (["--train-lengths", "9-3"], "--train-lengths range '9-3' runs backwards"),
+    (["--train-lengths", "1-x"], "--train-lengths '1-x' is not a length or a range"),
+    (["--eval-lengths", "0-4"], "--eval-lengths must be in 1.."),
     (["--train-size", "0"], "train-size must be in 1..10000000, got 0"),
     (["--test-pairs", "0"], "test-pairs must be in 1..10000000, got 0"),
     (["--eval-pairs", "-1"], "eval-pairs must be in 1..10000000, got -1"),

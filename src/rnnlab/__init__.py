@@ -1,3 +1,23 @@
-"""rnnlab: train, measure and explain recurrent networks on sequence tasks."""
+"""rnnlab: train, measure and explain recurrent networks on sequence tasks.
 
-__version__ = "0.1.0"
+The Python API lives here (see :mod:`rnnlab.api` and docs/api.md); the command line
+is ``rnnlab`` (:mod:`rnnlab.cli`).
+"""
+
+from rnnlab.api import Prediction, Run, Task, load, register_task, reproduce, tasks, train
+from rnnlab.core.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    InputError,
+    RunFolderError,
+    UnknownNameError,
+    UserError,
+)
+from rnnlab.core.version import __version__
+
+__all__ = [
+    "CheckpointError", "ConfigError", "DataError", "InputError", "Prediction", "Run",
+    "RunFolderError", "Task", "UnknownNameError", "UserError", "__version__", "load",
+    "register_task", "reproduce", "tasks", "train",
+]

@@ -23,7 +23,13 @@ the faster forward: docs/benchmarks.md), LSTM projections, ``bias=False``; the
 initial state is always zero, as rnnlab's models use it. bfloat16
 (``precision="bf16"``) runs the matmuls in bfloat16 and keeps the gate arithmetic,
 h and c, and the master weights in float32; for the stock module it is
-``torch.autocast("cpu", dtype=torch.bfloat16)``.
+``torch.autocast("cpu", dtype=torch.bfloat16)``. On a CPU without bfloat16 matmul
+hardware bf16 trains slower than fp32, and :func:`use_backend` warns so
+(:class:`PerformanceWarning`).
+
+The compiled path knows no cell by itself: a layer's cell declaration
+(:func:`rnnlab.core.cells.cell_of`) gives its gates, cell state and step kernels; a
+cell that declares no kernels trains on its stock module.
 
 :func:`use_backend` attaches a :class:`RecurrentRunner` to every recurrent layer
 of a model; :func:`rnnlab.core.models.run_recurrent` calls it when present.
@@ -35,14 +41,15 @@ import contextlib
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab.core.cells import Cell, cell_of, get_cell
 from rnnlab.core.errors import UserError
-from rnnlab.core.cells import get_cell
 
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")
@@ -51,155 +58,29 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # ``auto`` compiles when the time the compiled steps save repays the compile time. The
 # numbers behind it were measured on this project's 2-core machine (docs/benchmarks.md):
 # training speed-up of the compiled backend over stock at batch 500, row-MNIST shapes,
-# per (cell mode, bidirectional, precision); a shape not listed is left to stock.
+# per (cell, bidirectional, precision); a cell or shape not listed is left to stock.
 COMPILED_SPEEDUP = {
-    ("LSTM", False, "fp32"): 1.5, ("LSTM", True, "fp32"): 1.5,
-    ("GRU", False, "fp32"): 1.05, ("GRU", True, "fp32"): 1.05,
-    ("RNN_TANH", False, "fp32"): 1.1, ("RNN_TANH", True, "fp32"): 1.2,
-    ("LSTM", False, "bf16"): 1.6, ("LSTM", True, "bf16"): 1.55,
-    ("GRU", False, "bf16"): 1.25, ("GRU", True, "bf16"): 1.3,
-    ("RNN_TANH", False, "bf16"): 1.1, ("RNN_TANH", True, "bf16"): 1.15,
+    ("lstm", False, "fp32"): 1.5, ("lstm", True, "fp32"): 1.5,
+    ("gru", False, "fp32"): 1.05, ("gru", True, "fp32"): 1.05,
+    ("rnn", False, "fp32"): 1.1, ("rnn", True, "fp32"): 1.2,
+    ("lstm", False, "bf16"): 1.6, ("lstm", True, "bf16"): 1.55,
+    ("gru", False, "bf16"): 1.25, ("gru", True, "bf16"): 1.3,
+    ("rnn", False, "bf16"): 1.1, ("rnn", True, "bf16"): 1.15,
 }
-AUTO_MIN_HIDDEN = 64  # narrower, per-step overhead eats the gain: LSTM(32) compiled 0.96x, LSTM(64) 1.5x
+# narrower, per-step overhead eats the gain: LSTM(32) compiled 0.96x, LSTM(64) 1.5x
+AUTO_MIN_HIDDEN = 64
 AUTO_MIN_BATCH = 256  # smaller, the same: LSTM(100) at batch 128 compiled 0.77x, at 256 1.5x
 STOCK_GFLOPS = 75.0  # stock training rate, matmul GFLOP/s on 2 threads: the run's expected length
 COMPILE_SECONDS = 5.0  # a typical first compile with inductor's on-disk cache warm (cold: 10-20 s)
 
-
-# -- fused per-step kernels -----------------------------------------------------------
-# One signature for every cell's step kernel. ``pre`` (B, G*H) is the step's gate
-# pre-activation from the matmul: for the LSTM and the vanilla RNN everything (input,
-# recurrent and both biases, one matmul), for the GRU the input part with b_ih only,
-# its recurrent part ``hw`` (h_prev @ W_hh^T, no bias) coming separately because the
-# new gate scales it by r. A kernel writes h (float32, the layer output) into
-# ``h_out``, h again in the matmul dtype into ``hx_out`` (the next step's matmul
-# input), and what the backward pass needs into ``c_out`` and ``acts_out``;
-# compiled, those writes land in place, in the preallocated (T, B, ...) buffers.
-#
-# A backward kernel gets the two parts of the gradient of this step's h (B, H): from
-# the next step, through its matmul (``dh_next``), and from the layer output
-# (``dout``); it writes the gradient of ``pre`` into ``dpre_out`` (and, for the GRU,
-# that of ``hw`` into ``dhw_out``), in the matmul dtype, since they only feed
-# matmuls. ``carry`` (B, H) goes to the step before outside the matmul: the LSTM's
-# dc, the GRU's z * dh.
-
-# tanh as a rational function (Eigen's fast float tanh, within 4e-7 of torch.tanh):
-# only multiply-adds and one division, which the compiled kernels vectorise far
-# better than the exp behind torch.tanh and torch.sigmoid (docs/benchmarks.md).
-TANH_CLAMP = 7.90531110763549805
-TANH_NUM = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-            -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)  # x^1, x^3, ..., x^13
-TANH_DEN = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)  # x^0..x^6
+# CPU flags of bfloat16 matmul hardware; without either, oneDNN emulates bf16 matmuls
+# and they run slower than float32 ones.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = "/proc/cpuinfo"
 
 
-def tanh(x: Tensor) -> Tensor:
-    x = x.clamp(-TANH_CLAMP, TANH_CLAMP)
-    x2 = x * x
-    num, den = TANH_NUM[-1], TANH_DEN[-1]
-    for a in TANH_NUM[-2::-1]:
-        num = num * x2 + a
-    for b in TANH_DEN[-2::-1]:
-        den = den * x2 + b
-    return x * num / den
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return 0.5 * tanh(0.5 * x) + 0.5
-
-
-def gates(pre: Tensor, count: int, hidden: int) -> Tensor:
-    """(B, G*H) -> (B, G, H), in float32: one gate per index of dim 1."""
-    return pre.float().view(-1, count, hidden)
-
-
-LSTM_TANH_GATE = 2  # gates: input, forget, cell (tanh), output (the others sigmoid)
-
-
-def lstm_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    a = gates(pre, 4, h_out.shape[1])
-    # all four activations in one pass over (B, 4, H): sigmoid(x) = (1 + tanh(x / 2)) / 2
-    is_tanh = torch.arange(4, device=a.device).view(1, 4, 1) == LSTM_TANH_GATE
-    t = tanh(torch.where(is_tanh, a, 0.5 * a))
-    act = torch.where(is_tanh, t, 0.5 * t + 0.5)
-    acts_out.view_as(a).copy_(act)
-    i, f, g, o = act[:, 0], act[:, 1], act[:, 2], act[:, 3]
-    c = f * c_prev + i * g
-    h = o * tanh(c)
-    h_out.copy_(h)
-    hx_out.copy_(h)
-    c_out.copy_(c)
-
-
-def lstm_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dh = dh_next.float() + dout
-    a = gates(acts, 4, dh.shape[1])
-    i, f, g, o = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-    tanh_c = tanh(c)
-    dc = carry + dh * o * (1 - tanh_c * tanh_c)
-    dpre_out.view_as(a).copy_(torch.stack([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                                           dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)], 1))
-    carry.copy_(dc * f)
-
-
-def gru_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    H = h_out.shape[1]
-    x, hh = gates(pre, 3, H), gates(hw, 3, H) + b_hh.view(3, H)  # reset, update, new
-    r, z = sigmoid(x[:, 0] + hh[:, 0]), sigmoid(x[:, 1] + hh[:, 1])
-    n = tanh(x[:, 2] + r * hh[:, 2])
-    h = (1 - z) * n + z * h_prev
-    h_out.copy_(h)
-    hx_out.copy_(h)
-    acts_out.view(-1, 4, H).copy_(torch.stack([r, z, n, hh[:, 2]], 1))
-
-
-def gru_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dh = dh_next.float() + dout + carry  # carry: the next step's direct path, z * h_prev
-    a = gates(acts, 4, dh.shape[1])
-    r, z, n, h_n = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-    dn = dh * (1 - z) * (1 - n * n)
-    dz = dh * (h_prev - n) * z * (1 - z)
-    dr = dn * h_n * r * (1 - r)
-    dpre_out.view(-1, 3, dh.shape[1]).copy_(torch.stack([dr, dz, dn], 1))
-    dhw_out.view(-1, 3, dh.shape[1]).copy_(torch.stack([dr, dz, dn * r], 1))
-    carry.copy_(dh * z)
-
-
-def rnn_tanh_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    h = tanh(pre.float())
-    h_out.copy_(h)
-    hx_out.copy_(h)
-
-
-def rnn_tanh_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dpre_out.copy_((dh_next.float() + dout) * (1 - h * h))
-
-
-def rnn_relu_step(pre, hw, b_hh, h_prev, c_prev, h_out, hx_out, c_out, acts_out):
-    h = pre.float().relu()
-    h_out.copy_(h)
-    hx_out.copy_(h)
-
-
-def rnn_relu_step_back(dh_next, dout, acts, h, h_prev, c_prev, c, carry, dpre_out, dhw_out):
-    dpre_out.copy_((dh_next.float() + dout) * (h > 0))
-
-
-@dataclass(frozen=True)
-class CellKind:
-    gates: int  # G: gate blocks of H rows in weight_ih / weight_hh
-    saved: int  # activations saved per step, in units of H
-    has_c: bool  # an LSTM cell state
-    split: bool  # GRU: the recurrent matmul is separate (r scales it) and has its own gradient
-    step: Callable
-    step_back: Callable
-
-
-CELL_KINDS: dict[str, CellKind] = {
-    "LSTM": CellKind(4, 4, True, False, lstm_step, lstm_step_back),
-    "GRU": CellKind(3, 4, False, True, gru_step, gru_step_back),
-    "RNN_TANH": CellKind(1, 0, False, False, rnn_tanh_step, rnn_tanh_step_back),
-    "RNN_RELU": CellKind(1, 0, False, False, rnn_relu_step, rnn_relu_step_back),
-}
+class PerformanceWarning(UserWarning):
+    """A setting that works but will likely run slower than its alternative."""
 
 
 class Workspace:
@@ -237,22 +118,27 @@ def fresh_copy(fn: Callable, tag: str) -> Callable:
 
 
 class Kernels:
-    """The step and backward-step kernels of one cell kind for one layer shape,
-    compiled (on first call) or eager. A kernel that fails to compile later (a new
-    shape) falls back to its eager version for the rest of the batch and sets
-    ``failed``, so the caller can switch to stock; it never raises."""
+    """The step and backward-step kernels of one cell (its declaration's
+    :class:`~rnnlab.core.cell_kernels.CellKernels`) for one layer shape, compiled (on
+    first call) or eager. A kernel that fails to compile later (a new shape) falls back
+    to its eager version for the rest of the batch and sets ``failed``, so the caller
+    can switch to stock; it never raises."""
 
-    def __init__(self, kind: CellKind, compiled: bool, tag: str = "eager"):
-        self.eager_step, self.eager_back = kind.step, kind.step_back
+    def __init__(self, cell: Cell, compiled: bool, tag: str = "eager"):
+        if cell.kernels is None:
+            raise ValueError(f"the {cell.name} cell declares no compiled kernels")
+        self.cell = cell
+        step, back = cell.kernels.step, cell.kernels.step_back
+        self.eager_step, self.eager_back = step, back
         self.failed: str | None = None
         self.workspace = Workspace()
         if compiled:
             # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
             # the first time it changes (the last, smaller batch of an epoch)
-            self.step = torch.compile(fresh_copy(kind.step, tag), fullgraph=True)
-            self.step_back = torch.compile(fresh_copy(kind.step_back, tag), fullgraph=True)
+            self.step = torch.compile(fresh_copy(step, tag), fullgraph=True)
+            self.step_back = torch.compile(fresh_copy(back, tag), fullgraph=True)
         else:
-            self.step, self.step_back = kind.step, kind.step_back
+            self.step, self.step_back = step, back
 
     def run_step(self, *args) -> None:
         if self.failed is None:
@@ -272,7 +158,8 @@ class Kernels:
 
     def fail(self, err: Exception) -> None:
         self.failed = f"{type(err).__name__}: {error_line(err)}"
-        warn(f"a compiled kernel failed ({self.failed}); finishing this batch eagerly, then stock")
+        warn(f"a compiled kernel failed ({self.failed}); "
+             "finishing this batch eagerly, then stock")
 
 
 # -- one layer, both directions, forward and backward ----------------------------------
@@ -338,16 +225,17 @@ class _RecurrentLayer(torch.autograd.Function):
     Returns ``out`` (T, B, D*H), float32, the forward direction in ``[..., :H]``, and
     ``h_n`` (D, B, H), each direction's last h, as a separate output: a classifier
     that reads only h_n then passes no gradient for ``out`` at all (rather than a
-    (T, B, D*H) tensor of zeros).
+    (T, B, D*H) tensor of zeros). The cell is ``kernels.cell``.
     """
 
     @staticmethod
-    def forward(ctx, kind: CellKind, kernels: Kernels, dtype: torch.dtype, x: Tensor, *weights: Tensor):
+    def forward(ctx, kernels: Kernels, dtype: torch.dtype, x: Tensor, *weights: Tensor):
+        cell, split = kernels.cell, kernels.cell.kernels.split
         D = len(weights) // 4
         w_ih, w_hh, b_ih, b_hh = (weights[k::4] for k in range(4))  # per direction
         T, B, F = x.shape
         H = w_hh[0].shape[1]
-        GH, A, lay = kind.gates * H, kind.saved * H, Layout(D, F, H)
+        GH, A, lay = cell.num_gates * H, cell.kernels.saved * H, Layout(D, F, H)
         ws = kernels.workspace
         xh = ws.take((T + 2, B, lay.width), dtype)
         xh[1 : T + 1, :, lay.x0 : lay.one] = x
@@ -355,35 +243,36 @@ class _RecurrentLayer(torch.autograd.Function):
         xh[1, :, lay.h_cols(0)] = 0  # h before the first forward step
         if D == 2:
             xh[T, :, lay.h_cols(1)] = 0  # h before the first backward step
-        if kind.split:  # GRU: input part for all steps at once; the recurrent part per step
+        if split:  # GRU: input part for all steps at once; the recurrent part per step
             w_x = torch.cat([torch.cat([w_ih[d], b_ih[d][:, None]], 1) for d in range(D)]).to(dtype)
-            pre_all = torch.mm(xh[1 : T + 1, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1), w_x.t())
-            pre_all = pre_all.view(T, B, D * GH)
+            x_in = xh[1 : T + 1, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1)
+            pre_all = torch.mm(x_in, w_x.t()).view(T, B, D * GH)
             w_step = [w.to(dtype).t() for w in w_hh]  # (H, G*H)
         else:
-            w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t() for d in range(D)]
+            w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t()
+                      for d in range(D)]
         out = x.new_empty(T, B, D * H, dtype=torch.float32)
-        c = ws.take((T, B, D * H), torch.float32) if kind.has_c else None
+        c = ws.take((T, B, D * H), torch.float32) if cell.has_cell_state else None
         acts = ws.take((T, B, D * A), torch.float32) if A else None
         zero = x.new_zeros(B, D * H, dtype=torch.float32)  # h and c before the first step
         nothing = [None] * T
         for d in range(D):
-            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
+            hs, gs, ss = _block(d, H), _block(d, GH), _block(d, A)
             # per-step views, made in one call each: (B, ...) slices of the (T, B, ...) buffers
             outs, slots = out[:, :, hs].unbind(0), xh[:, :, lay.h_cols(d)].unbind(0)
             cs = c[:, :, hs].unbind(0) if c is not None else nothing
             saved = acts[:, :, ss].unbind(0) if A else nothing
-            inputs = slots if kind.split else xh[:, :, lay.cols(d)].unbind(0)
+            inputs = slots if split else xh[:, :, lay.cols(d)].unbind(0)
             h_prev, c_prev = zero[:, hs], (zero[:, hs] if c is not None else None)
             for t in _steps(d, T):
-                if kind.split:
+                if split:
                     pre, hw = pre_all[t, :, gs], torch.mm(inputs[t + 1], w_step[d])
                 else:
                     pre, hw = torch.mm(inputs[t + 1], w_step[d]), None
-                kernels.run_step(pre, hw, b_hh[d] if kind.split else None, h_prev, c_prev,
-                             outs[t], slots[lay.h_slot(d, t)], cs[t], saved[t])
+                kernels.run_step(pre, hw, b_hh[d] if split else None, h_prev, c_prev,
+                                 outs[t], slots[lay.h_slot(d, t)], cs[t], saved[t])
                 h_prev, c_prev = outs[t], cs[t]
-        ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T = kind, kernels, dtype, lay, T
+        ctx.kernels, ctx.dtype, ctx.layout, ctx.T = kernels, dtype, lay, T
         ctx.save_for_backward(xh, out, c, acts, *w_ih, *w_hh)
         ctx.done = False
         ctx.set_materialize_grads(False)
@@ -392,28 +281,30 @@ class _RecurrentLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout: Tensor | None, dh_n: Tensor | None):
-        kind, kernels, dtype, lay, T = ctx.kind, ctx.kernels, ctx.dtype, ctx.layout, ctx.T
+        kernels, dtype, lay, T = ctx.kernels, ctx.dtype, ctx.layout, ctx.T
+        cell, split = kernels.cell, kernels.cell.kernels.split
         if ctx.done:
-            raise RuntimeError("the compiled recurrent backend runs each backward pass once (no retain_graph); "
-                               "use --backend stock")
+            raise RuntimeError("the compiled recurrent backend runs each backward pass once "
+                               "(no retain_graph); use --backend stock")
         ctx.done = True
         xh, out, c, acts, *ws = ctx.saved_tensors
         D, F, H = lay.D, lay.F, lay.H
         w_ih, w_hh = ws[:D], ws[D:]
-        B, GH, A = out.shape[1], kind.gates * H, kind.saved * H
+        B, GH, A = out.shape[1], cell.num_gates * H, cell.kernels.saved * H
         w_back = [w.to(dtype) for w in w_hh]  # (G*H, H)
         dout = dout.float().contiguous() if dout is not None else None
         pool = kernels.workspace
         dpre = pool.take((T, B, D * GH), dtype)
-        dhw = pool.take((T, B, D * GH), dtype) if kind.split else dpre  # what multiplies W_hh
+        dhw = pool.take((T, B, D * GH), dtype) if split else dpre  # what multiplies W_hh
         zero = out.new_zeros(B, D * H)
-        no_dh = out.new_zeros(B, H, dtype=dtype)  # nothing comes from after the last step but h_n's gradient
+        # nothing comes from after the last step but h_n's gradient
+        no_dh = out.new_zeros(B, H, dtype=dtype)
         nothing = [None] * T
         for d in range(D):
-            hs, gs, ss = slice(d * H, (d + 1) * H), slice(d * GH, (d + 1) * GH), slice(d * A, (d + 1) * A)
+            hs, gs, ss = _block(d, H), _block(d, GH), _block(d, A)
             outs, dpres = out[:, :, hs].unbind(0), dpre[:, :, gs].unbind(0)
             douts = dout[:, :, hs].unbind(0) if dout is not None else [zero[:, hs]] * T
-            dhws = dhw[:, :, gs].unbind(0) if kind.split else nothing
+            dhws = dhw[:, :, gs].unbind(0) if split else nothing
             cs = c[:, :, hs].unbind(0) if c is not None else nothing
             saved = acts[:, :, ss].unbind(0) if A else nothing
             steps = list(_steps(d, T))
@@ -421,37 +312,54 @@ class _RecurrentLayer(torch.autograd.Function):
             for k in range(T - 1, -1, -1):
                 t, prev = steps[k], (steps[k - 1] if k > 0 else None)
                 if k < T - 1:
-                    dh_next = torch.mm((dhws if kind.split else dpres)[steps[k + 1]], w_back[d])
+                    dh_next = torch.mm((dhws if split else dpres)[steps[k + 1]], w_back[d])
                 else:
                     dh_next = dh_n[d].to(dtype) if dh_n is not None else no_dh
-                kernels.run_back(dh_next, douts[t], saved[t], outs[t],
-                                  outs[prev] if prev is not None else zero[:, hs],
-                                  (cs[prev] if prev is not None else zero[:, hs]) if c is not None else None,
-                                  cs[t], carry, dpres[t], dhws[t])
-        # the weight gradients of all steps: one matmul per direction against the inputs
-        steps_in = xh[1 : T + 1]  # (T, B, C): every step's matmul input [x, 1, h_prev]
-        rows = T * B
-        grads: list[Tensor] = []  # in the order the weights came: per direction w_ih, w_hh, b_ih, b_hh
-        if kind.split:  # GRU: [x, 1] against the input gradients, h_prev against the recurrent ones
-            g_x = torch.mm(dpre.view(rows, D * GH).t(), steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)).float()
-            for d in range(D):
-                gs, cols = slice(d * GH, (d + 1) * GH), lay.cols(d)  # the ones column gives d_b_hh
-                g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(),
-                               steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
-                _, d_b_hh, d_w_hh = lay.split(d, g_h)  # (its x columns are not needed)
-                grads += [g_x[gs, :F], d_w_hh, g_x[gs, F], d_b_hh]
-        else:
-            for d in range(D):
-                cols = lay.cols(d)
-                g = torch.mm(dpre[:, :, d * GH : (d + 1) * GH].reshape(rows, GH).t(),
-                             steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
-                d_w_ih, d_b, d_w_hh = lay.split(d, g)
-                grads += [d_w_ih, d_w_hh, d_b, d_b]
+                h_prev = outs[prev] if prev is not None else zero[:, hs]
+                c_prev = (cs[prev] if prev is not None else zero[:, hs]) if c is not None else None
+                kernels.run_back(dh_next, douts[t], saved[t], outs[t], h_prev, c_prev,
+                                 cs[t], carry, dpres[t], dhws[t])
+        grads = _weight_grads(lay, xh[1 : T + 1], dpre, dhw if split else None)
         dx = None
-        if ctx.needs_input_grad[3]:
-            dx = torch.mm(dpre.view(rows, D * GH), torch.cat(w_ih).to(dtype)).view(T, B, F).float()
-        pool.give(xh, c, acts, dpre, dhw if kind.split else None)  # this step's buffers serve the next
-        return (None, None, None, dx, *grads)
+        if ctx.needs_input_grad[2]:
+            dx = torch.mm(dpre.view(T * B, D * GH), torch.cat(w_ih).to(dtype))
+            dx = dx.view(T, B, F).float()
+        pool.give(xh, c, acts, dpre, dhw if split else None)  # this step's buffers serve the next
+        return (None, None, dx, *grads)
+
+
+def _block(d: int, size: int) -> slice:
+    """Direction d's block of ``size`` columns."""
+    return slice(d * size, (d + 1) * size)
+
+
+def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | None) -> list[Tensor]:
+    """The weight gradients of all steps: one matmul per direction of the gate gradients
+    against every step's matmul input ``steps_in`` (T, B, C), ``[x, 1, h_prev]``. With
+    ``dhw`` (the GRU's separate recurrent part), ``[x, 1]`` goes against the input
+    gradients and ``h_prev`` against the recurrent ones. In the order the weights
+    came: per direction w_ih, w_hh, b_ih, b_hh."""
+    D, F = lay.D, lay.F
+    T, B, DGH = dpre.shape
+    rows, GH = T * B, DGH // D
+    grads: list[Tensor] = []
+    if dhw is not None:
+        x_in = steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)
+        g_x = torch.mm(dpre.view(rows, D * GH).t(), x_in).float()
+        for d in range(D):
+            gs, cols = _block(d, GH), lay.cols(d)  # the ones column gives d_b_hh
+            g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(),
+                           steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
+            _, d_b_hh, d_w_hh = lay.split(d, g_h)  # (its x columns are not needed)
+            grads += [g_x[gs, :F], d_w_hh, g_x[gs, F], d_b_hh]
+        return grads
+    for d in range(D):
+        cols = lay.cols(d)
+        g = torch.mm(dpre[:, :, _block(d, GH)].reshape(rows, GH).t(),
+                     steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
+        d_w_ih, d_b, d_w_hh = lay.split(d, g)
+        grads += [d_w_ih, d_w_hh, d_b, d_b]
+    return grads
 
 
 # -- the runner attached to a module ----------------------------------------------------
@@ -466,8 +374,11 @@ def layer_weights(rnn: nn.RNNBase, layer: int) -> list[Tensor]:
 
 def supports(rnn: nn.RNNBase) -> str | None:
     """Why the compiled path cannot run ``rnn``, or None when it can."""
-    if rnn.mode not in CELL_KINDS:
+    cell = cell_of(rnn)
+    if cell is None:
         return f"cell mode {rnn.mode}"
+    if cell.kernels is None:
+        return f"the {cell.name} cell (it declares no compiled kernels)"
     if not rnn.bias:
         return "bias=False"
     if getattr(rnn, "proj_size", 0):
@@ -477,15 +388,17 @@ def supports(rnn: nn.RNNBase) -> str | None:
     return None
 
 
-def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``rnn(x)`` from zero state by the hand-written loop: ``(out (B, T, D*H), h_n (L*D, B, H))``."""
-    kind = CELL_KINDS[rnn.mode]
+def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels,
+                     dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``rnn(x)`` from zero state by the hand-written loop with ``kernels`` (made for
+    ``rnn``'s cell): ``(out (B, T, D*H), h_n (L*D, B, H))``."""
     layer_in = x.transpose(0, 1).contiguous()  # (T, B, F) time-major
     finals = []  # h_n of each layer, (D, B, H)
     for layer in range(rnn.num_layers):
         if layer > 0 and rnn.dropout and rnn.training:
             layer_in = nn.functional.dropout(layer_in, rnn.dropout, training=True)
-        out, h_n = _RecurrentLayer.apply(kind, kernels, dtype, layer_in, *layer_weights(rnn, layer))  # (T, B, D*H)
+        weights = layer_weights(rnn, layer)
+        out, h_n = _RecurrentLayer.apply(kernels, dtype, layer_in, *weights)  # (T, B, D*H)
         finals.append(h_n)
         layer_in = out
     return layer_in.transpose(0, 1), torch.cat(finals)  # (B, T, D*H), (L*D, B, H)
@@ -493,7 +406,8 @@ def compiled_forward(rnn: nn.RNNBase, x: Tensor, kernels: Kernels, dtype: torch.
 
 def train_gflop(cell: str, batch: int, steps: int, features: int, hidden: int, layers: int = 1,
                 directions: int = 1) -> float:
-    """Matmul GFLOP of one training step: 3x the forward's 2*B*T*G*H*(F+H) per layer and direction."""
+    """Matmul GFLOP of one training step: 3x the forward's 2*B*T*G*H*(F+H) per layer and
+    direction."""
     gates = get_cell(cell).num_gates
     forward = 0.0
     for layer in range(layers):
@@ -510,20 +424,24 @@ def warn(message: str) -> None:
     sys.stderr.write(f"rnnlab: warning: {message}\n")
 
 
-_KERNELS: dict[tuple, Kernels | None] = {}  # per layer shape, once per process; None: compiling failed
+# per cell and layer shape, once per process; None: compiling failed
+_KERNELS: dict[tuple, Kernels | None] = {}
 
 
 def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
                     log: Callable[[str], None] | None = None) -> Kernels | None:
     """Compiled kernels for ``rnn``'s layers in ``dtype``, compiled (and timed) on first
     use by a forward and backward pass of ``example``'s shape (B, T, F) on a copy of
-    one layer; None when compiling fails (a one-line warning says why; use stock)."""
-    key = (rnn.mode, dtype, rnn.bidirectional, rnn.hidden_size)  # what the kernels specialise on
+    one layer; None when compiling fails (a one-line warning says why; use stock).
+    ``rnn``'s cell must declare kernels (:func:`supports`)."""
+    cell = cell_of(rnn)
+    key = (cell.name, dtype, rnn.bidirectional, rnn.hidden_size)  # what the kernels specialise on
     if key in _KERNELS:
         return _KERNELS[key]
     mode, (batch, steps, _) = rnn.mode, example.shape
-    tag = f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{2 if rnn.bidirectional else 1}_h{rnn.hidden_size}"
-    kernels = Kernels(CELL_KINDS[mode], compiled=True, tag=tag)
+    directions = 2 if rnn.bidirectional else 1
+    tag = f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{directions}_h{rnn.hidden_size}"
+    kernels = Kernels(cell, compiled=True, tag=tag)
     started = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[]):  # without drawing from training's random stream
@@ -532,18 +450,20 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
             raise RuntimeError(kernels.failed)
     except Exception as err:  # any compiler failure means: use stock
         _KERNELS[key] = None
-        warn(f"torch.compile failed for {mode} ({type(err).__name__}: {error_line(err)}); using the stock backend")
+        warn(f"torch.compile failed for {mode} ({type(err).__name__}: {error_line(err)}); "
+             "using the stock backend")
         return None
     _KERNELS[key] = kernels
-    (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {time.perf_counter() - started:.1f}s")
+    seconds = time.perf_counter() - started
+    (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {seconds:.1f}s")
     return kernels
 
 
 def _probe(rnn: nn.RNNBase, kernels: Kernels, dtype: torch.dtype, batch: int, steps: int) -> None:
     """One forward and backward pass of a fresh one-layer copy of ``rnn``: the real
     batch and sequence length, so training's first batches hit compiled graphs."""
-    extra = {"nonlinearity": rnn.nonlinearity} if rnn.mode.startswith("RNN") else {}
-    probe = type(rnn)(rnn.input_size, rnn.hidden_size, bidirectional=rnn.bidirectional, batch_first=True, **extra)
+    probe = kernels.cell.make(input_size=rnn.input_size, hidden_size=rnn.hidden_size,
+                              bidirectional=rnn.bidirectional)
     out, h_n = compiled_forward(probe, torch.randn(batch, steps, rnn.input_size), kernels, dtype)
     (out.sum() + h_n.sum()).backward()
 
@@ -560,11 +480,12 @@ class RecurrentRunner:
     (packed sequences) and forward passes without gradients always run stock.
     """
 
-    def __init__(self, backend: str = "stock", precision: str = "fp32", train_steps: int | None = None,
-                 log: Callable[[str], None] | None = None):
+    def __init__(self, backend: str = "stock", precision: str = "fp32",
+                 train_steps: int | None = None, log: Callable[[str], None] | None = None):
         check_choice("backend", backend, BACKENDS)
         check_choice("precision", precision, PRECISIONS)
-        self.backend, self.precision, self.train_steps, self.log = backend, precision, train_steps, log
+        self.backend, self.precision, self.train_steps = backend, precision, train_steps
+        self.log = log
         self.kernels: Kernels | None = None
         self.resolved: str | None = None if backend == "auto" else backend  # set at the first batch
 
@@ -572,7 +493,8 @@ class RecurrentRunner:
         # without gradients (evaluation) stock is the faster forward (docs/benchmarks.md)
         if self.kernels is not None and self.kernels.failed:  # a kernel failed in the last batch
             self.resolved, self.kernels = "stock", None
-        if lengths is None and torch.is_grad_enabled() and self.resolve(rnn, x) == "compiled":
+        full_training_batch = lengths is None and torch.is_grad_enabled()
+        if full_training_batch and self.resolve(rnn, x) == "compiled":
             return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
         with self.autocast():
             out, h_n = stock(rnn, x, lengths)
@@ -585,7 +507,8 @@ class RecurrentRunner:
 
     def resolve(self, rnn: nn.RNNBase, x: Tensor) -> str:
         if self.resolved is None:
-            self.resolved = "compiled" if auto_compiles(rnn, x, self.train_steps, self.precision) else "stock"
+            compiles = auto_compiles(rnn, x, self.train_steps, self.precision)
+            self.resolved = "compiled" if compiles else "stock"
         if self.resolved == "compiled" and self.kernels is None:
             reason = supports(rnn)
             if reason is not None:
@@ -599,15 +522,19 @@ class RecurrentRunner:
         return self.resolved
 
 
-def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str = "fp32") -> bool:
+def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None,
+                  precision: str = "fp32") -> bool:
     """``auto``'s rule: compile when the layer is wide, the batch large, and the run long
     enough that the time the faster steps save repays the compile time."""
-    speedup = COMPILED_SPEEDUP.get((rnn.mode, rnn.bidirectional, precision), 1.0)
-    if supports(rnn) is not None or train_steps is None or speedup <= 1.0:
+    if supports(rnn) is not None or train_steps is None:
+        return False
+    cell = cell_of(rnn).name
+    speedup = COMPILED_SPEEDUP.get((cell, rnn.bidirectional, precision), 1.0)
+    if speedup <= 1.0:
         return False
     B, T, F = x.shape
-    cell = {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
-    work = train_steps * train_gflop(cell, B, T, F, rnn.hidden_size, rnn.num_layers, 2 if rnn.bidirectional else 1)
+    directions = 2 if rnn.bidirectional else 1
+    work = train_steps * train_gflop(cell, B, T, F, rnn.hidden_size, rnn.num_layers, directions)
     saved = work / STOCK_GFLOPS * (1 - 1 / speedup)
     return rnn.hidden_size >= AUTO_MIN_HIDDEN and B >= AUTO_MIN_BATCH and saved >= COMPILE_SECONDS
 
@@ -618,12 +545,20 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32",
-                train_steps: int | None = None, log: Callable[[str], None] | None = None) -> list[RecurrentRunner]:
+                train_steps: int | None = None,
+                log: Callable[[str], None] | None = None) -> list[RecurrentRunner]:
     """Attach a runner for ``backend`` and ``precision`` to every recurrent layer of ``model``.
 
     ``train_steps`` (optimizer steps the run will take) lets ``auto`` weigh compile time.
-    ``stock`` in ``fp32`` removes any runner: the plain ``nn.*`` call.
+    ``stock`` in ``fp32`` removes any runner: the plain ``nn.*`` call. bf16 on a CPU
+    without bf16 matmul hardware warns (:class:`PerformanceWarning`): it trains, slower.
     """
+    check_choice("backend", backend, BACKENDS)
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "bf16" and _on_cpu(model):
+        slow = slow_bf16_reason(CPUINFO)
+        if slow is not None:
+            warnings.warn(slow, PerformanceWarning, stacklevel=2)
     runners = []
     for module in model.modules():
         if isinstance(module, nn.RNNBase):
@@ -631,13 +566,43 @@ def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32
                 module.__dict__.pop("rnnlab_runner", None)
                 continue
             runner = RecurrentRunner(backend, precision, train_steps, log)
-            module.__dict__["rnnlab_runner"] = runner  # a plain attribute: not a submodule, not in the state dict
+            # a plain attribute: not a submodule, not in the state dict
+            module.__dict__["rnnlab_runner"] = runner
             runners.append(runner)
     return runners
 
 
 def runner_of(rnn: nn.Module) -> RecurrentRunner | None:
     return rnn.__dict__.get("rnnlab_runner")
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    param = next(model.parameters(), None)
+    return param is None or param.device.type == "cpu"
+
+
+def cpu_flags(path: str = CPUINFO) -> set[str] | None:
+    """The CPU's feature flags from ``path`` (Linux's /proc/cpuinfo; the first CPU's line
+    stands for all); None where the file is missing or lists none (not Linux, not x86)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags") and ":" in line:
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def slow_bf16_reason(path: str = CPUINFO) -> str | None:
+    """Why bf16 will likely train slower than fp32 on this CPU, in one line; None where it
+    has bf16 matmul hardware or its flags are unknown. Without that hardware oneDNN
+    emulates bf16 matmuls, conversions included, and fp32 is the faster choice."""
+    flags = cpu_flags(path)
+    if flags is None or flags.intersection(BF16_FLAGS):
+        return None
+    return (f"this CPU lacks bfloat16 matmul hardware (no {' or '.join(BF16_FLAGS)} in its "
+            "flags): bf16 matmuls will likely be slower than fp32; choose precision fp32")
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:

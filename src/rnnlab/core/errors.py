@@ -50,6 +50,11 @@ class UnknownNameError(UserError):
     """A task, cell or other registered name that does not exist."""
 
 
+class Notice(UserWarning):
+    """Something the user should know that is not an error (an input outside the
+    lengths a model was trained on); the CLI prints ``rnnlab: note: <message>``."""
+
+
 def check(ok: bool, setting: str, problem: str) -> None:
     """Raise ``ConfigError(setting, problem)`` unless ``ok``."""
     if not ok:

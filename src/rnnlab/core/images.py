@@ -1,5 +1,5 @@
-"""Digits from image files, as a user has them: MNIST-style preprocessing and
-``rnnlab predict RUN IMAGE...`` for MNIST and Fashion-MNIST runs.
+"""Digits from image files, as a user has them: MNIST-style preprocessing for
+``rnnlab predict RUN IMAGE...`` with MNIST and Fashion-MNIST runs.
 
 :func:`preprocess_image` brings any image into the form MNIST itself was made in
 (LeCun et al.): greyscale (transparency over white); inverted when the background,
@@ -7,10 +7,10 @@ read from the border pixels, is light, so the ink is light on black; cropped to 
 ink; scaled to fit a 20x20 box keeping the aspect ratio (antialiased); placed in a
 28x28 field with its centre of mass at the centre. For Fashion-MNIST runs the last
 two steps follow that data set instead: longest side scaled to 28, box centred.
-:func:`predict_images` reads files, folders and globs in batches, prints one line
-(or one JSON object) per image and reports each bad file on its own line.
+:func:`expand_inputs` turns files, folders and globs into image paths; the MNIST
+task predicts them in batches (``rnnlab.tasks.mnist``).
 
-``--show-input OUT.png`` writes the 28x28 input the model saw (light ink on black,
+``show_input="OUT.png"`` writes the 28x28 input the model saw (light ink on black,
 exactly the uint8 pixels before normalisation): to ``OUT.png`` itself when the
 command names one image, else to ``OUT-<stem>.png`` per image (``OUT-<stem>-2.png``
 when two images share a stem), in the order the images are printed.
@@ -18,24 +18,17 @@ when two images share a stem), in the order the images are printed.
 
 from __future__ import annotations
 
-import argparse
 import glob
-import json
 import math
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import nn
-from tqdm import tqdm
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import InputError, UserError
 from rnnlab.core.fileio import atomic_write_with
-from rnnlab.core.records import RunRecord
 
 SIZE = 28  # the MNIST field
 # dataset -> (the ink is scaled to fit box x box, centred by its centre of mass or else its box)
@@ -111,14 +104,14 @@ def preprocess_image(img: Image.Image, name: str | None = None, dataset: str = "
     of the field. Fashion-MNIST (Xiao et al. 2017): the longest side scaled to 28, the
     bounding box centred.
 
-    Raises :class:`UserError` naming ``name`` (default: the image's file name) for an
+    Raises :class:`InputError` naming ``name`` (default: the image's file name) for an
     empty image (no pixels) or a blank page (no ink against the background).
     """
     box, by_mass = LAYOUTS[dataset]
     name = name or getattr(img, "filename", "") or "image"
     width, height = img.size
     if width == 0 or height == 0:
-        raise UserError(f"{name}: empty image ({width}x{height} pixels)")
+        raise InputError(f"{name}: empty image ({width}x{height} pixels)")
     a = box_reduce(greyscale(img))  # (H, W) in [0, 1], 1 = white
     background = border_level(a)
     if background > 0.5:  # light paper, dark ink: invert so ink is light on black as in MNIST
@@ -126,7 +119,7 @@ def preprocess_image(img: Image.Image, name: str | None = None, dataset: str = "
     ink = np.clip(a - background, 0.0, None)  # (H, W) ink above the background level
     contrast = float(ink.max())
     if contrast < MIN_CONTRAST:
-        raise UserError(f"{name}: blank page (no ink stands out from the background)")
+        raise InputError(f"{name}: blank page (no ink stands out from the background)")
     ink /= contrast
     ink[ink < NOISE_FLOOR] = 0.0
     rows = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=1))
@@ -137,7 +130,7 @@ def preprocess_image(img: Image.Image, name: str | None = None, dataset: str = "
     crop = resize(crop, max(1, round(h * scale)), max(1, round(w * scale)))  # fits box x box
     peak = float(crop.max())
     if peak <= 0.0:  # cannot happen for ink >= INK_THRESHOLD, but never divide by zero
-        raise UserError(f"{name}: blank page (no ink left after scaling)")
+        raise InputError(f"{name}: blank page (no ink left after scaling)")
     crop /= peak  # thin strokes of a large image get faint when shrunk: full strength again
     h, w = crop.shape
     top, left = (SIZE - h) // 2, (SIZE - w) // 2  # the box centred
@@ -160,11 +153,11 @@ def upright(img: Image.Image) -> Image.Image:
 
 def load_image(path: str | Path, dataset: str = "mnist") -> np.ndarray:
     """Read one image file (first frame) and preprocess it; every failure is a
-    :class:`UserError` whose message starts with the path."""
+    :class:`InputError` whose message starts with the path."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            raise UserError(f"{path}: empty file (0 bytes), not an image")
+            raise InputError(f"{path}: empty file (0 bytes), not an image")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -174,18 +167,18 @@ def load_image(path: str | Path, dataset: str = "mnist") -> np.ndarray:
     except UserError:
         raise
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not an image") from None
+        raise InputError(f"{path}: is a folder, not an image") from None
     except PermissionError:
-        raise UserError(f"{path}: permission denied") from None
+        raise InputError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF...)") from None
+        raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF...)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+        raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except Exception as err:  # Pillow's decoders raise many types on corrupt data
         detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: truncated or corrupt image ({detail})") from None
+        raise InputError(f"{path}: truncated or corrupt image ({detail})") from None
 
 
 # -- inputs ---------------------------------------------------------------------------
@@ -229,7 +222,7 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
     """Where each image's 28x28 goes: ``out`` for one image, ``OUT-<stem>.png`` for several."""
     target = Path(out)
     if target.suffix.lower() not in Image.registered_extensions():
-        raise UserError(f"--show-input {out}: give an image file name such as input.png")
+        raise InputError(f"show_input {out}: give an image file name such as input.png")
     if len(paths) == 1:
         result = [target]
     else:
@@ -241,7 +234,7 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
             result.append(target.with_name(f"{target.stem}-{path.stem}{suffix}{target.suffix}"))
     clash = {p.resolve() for p in paths} & {p.resolve() for p in result}
     if clash:
-        raise UserError(f"--show-input {out} would overwrite the input {min(clash)}; choose another name")
+        raise InputError(f"show_input {out} would overwrite the input {min(clash)}; choose another name")
     return result
 
 
@@ -251,104 +244,4 @@ def save_input(path: Path, pixels: np.ndarray) -> None:
     try:
         atomic_write_with(path, lambda fh: image.save(fh, format=fmt))
     except OSError as err:
-        raise UserError(f"--show-input {str(path)[:160]}: {err.strerror or err}") from None
-
-
-# -- the model ------------------------------------------------------------------------
-def load_digit_model(record: RunRecord) -> tuple[nn.Module, str]:
-    """The run's best model and its dataset; a one-line error for any other kind of run."""
-    from rnnlab.core.runs import load_model
-    from rnnlab.tasks.mnist import CLASS_NAMES
-
-    config = record.config()
-    if config.get("task") != "mnist":
-        raise UserError(f"{record.dir} is a {config.get('task', 'unknown')!r} run, not a digit model; "
-                        "predict images with an MNIST or Fashion-MNIST run")
-    model, payload = load_model(record, "best")
-    dataset = (payload.get("task_config") or config.get("task_config") or {}).get("dataset")
-    model_config = payload.get("model_config", {})
-    if (dataset not in CLASS_NAMES or payload.get("model_kind") != "classifier"
-            or model_config.get("input_size") != SIZE
-            or model_config.get("num_outputs") != len(CLASS_NAMES.get(dataset, ()))):
-        raise UserError(f"{record.dir} is not a digit model (dataset {dataset!r}, "
-                        f"{payload.get('model_kind')} with {model_config.get('input_size')} inputs)")
-    return model, dataset
-
-
-@torch.no_grad()
-def class_probabilities(model: nn.Module, images: np.ndarray, dataset: str) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> (B, C) class probabilities, normalised as in training."""
-    from rnnlab.tasks.mnist import normalise
-
-    model.eval()
-    x = normalise(torch.from_numpy(images), dataset)  # (B, T=28, F=28) rows as time steps
-    return torch.softmax(model(x), dim=-1)
-
-
-# -- the command ----------------------------------------------------------------------
-def describe(path: Path, probs: torch.Tensor, names: Sequence[str], top: int, as_json: bool,
-             shown: Path | None) -> str:
-    values, classes = probs.topk(top)
-    ranked = [(int(c), names[int(c)], float(v)) for v, c in zip(values, classes, strict=True)]
-    if not as_json:
-        return f"{path}: " + ", ".join(f"{name} ({100 * p:.1f}%)" for _, name, p in ranked)
-    obj = {"file": str(path), "prediction": ranked[0][0], "label_name": ranked[0][1],
-           "probability": ranked[0][2],
-           "probabilities": [{"class": c, "label_name": n, "probability": p} for c, n, p in ranked]}
-    if shown is not None:
-        obj["input_image"] = str(shown)
-    return json.dumps(obj)
-
-
-def report(message: str) -> None:
-    tqdm.write(f"rnnlab: error: {message}", file=sys.stderr)
-
-
-def predict_images(record: RunRecord, inputs: Sequence[str], args: argparse.Namespace) -> int:
-    """``rnnlab predict RUN IMAGE...`` for an MNIST or Fashion-MNIST run.
-
-    Prints one line (``--json``: one object) per image on stdout, and one line per
-    bad input on stderr; returns 2 if any input failed, else 0. ``args`` may lack
-    any of ``top``, ``json``, ``show_input``, ``batch_size``, ``quiet``, ``dry_run``.
-    """
-    from rnnlab.tasks.mnist import CLASS_NAMES
-
-    top = getattr(args, "top", 1)
-    batch_size = getattr(args, "batch_size", 256)
-    as_json, quiet = getattr(args, "json", False), getattr(args, "quiet", False)
-    dry_run, show_input = getattr(args, "dry_run", False), getattr(args, "show_input", None)
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    model, dataset = load_digit_model(record)
-    names = CLASS_NAMES[dataset]
-    if not 1 <= top <= len(names):
-        raise UserError(f"--top must be in 1..{len(names)}, got {top}")
-    paths, errors = expand_inputs(inputs)
-    shown = show_input_paths(show_input, paths) if show_input and not dry_run else [None] * len(paths)
-    for message in errors:
-        report(message)
-    failed, done = len(errors), 0
-    with tqdm(total=len(paths), desc="predict", unit="image", leave=False, file=sys.stderr,
-              disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-        for start in range(0, len(paths), batch_size):
-            good, images = [], []
-            for i in range(start, min(start + batch_size, len(paths))):
-                try:
-                    images.append(load_image(paths[i], dataset))
-                    good.append(i)
-                except UserError as err:
-                    report(str(err))
-                    failed += 1
-                bar.update(1)
-            done += len(good)
-            if not good or dry_run:
-                continue
-            probs = class_probabilities(model, np.stack(images), dataset)  # (B, C)
-            for i, pixels, p in zip(good, images, probs, strict=True):
-                if shown[i] is not None:
-                    save_input(shown[i], pixels)
-                tqdm.write(describe(paths[i], p, names, top, as_json, shown[i]), file=sys.stdout)
-    if dry_run:
-        print(f"dry run: {done} of {len(paths)} image(s) readable by the {dataset} model in "
-              f"{record.dir}; nothing predicted")
-    return 2 if failed else 0
+        raise InputError(f"show_input {str(path)[:160]}: {err.strerror or err}") from None

@@ -118,42 +118,6 @@ def draw_batch_losses(record: RunRecord, path: Path) -> Path:
     return save(fig, path)
 
 
-def draw_mnist_figures(record: RunRecord, data_dir: str | None = None) -> list[Path]:
-    from rnnlab.tasks.mnist import CLASS_NAMES
-
-    config = record.config()
-    dataset = config["task_config"]["dataset"]
-    names = CLASS_NAMES[dataset]
-    out = record.figures_dir
-    paths = draw_learning_curves([(config["model"]["cell"].upper(), record)], out)
-    if record.is_complete:
-        paths.append(draw_batch_losses(record, out / "test_loss_per_batch.png"))
-    rows = read_predictions(record)
-    if rows:
-        paths.append(draw_confusion(confusion_matrix(rows, len(names)), names, out / "confusion_matrix.png"))
-        images = load_test_images(dataset, data_dir)
-        if images is not None:
-            paths.append(draw_image_grid(images, rows[:10], names, out / "test_examples.png",
-                                         "First 10 test images"))
-            wrong = [r for r in rows if r["prediction"] != r["label"]][:20]
-            if wrong:
-                paths.append(draw_image_grid(images, wrong, names, out / "misclassified.png",
-                                             "Misclassified test images (red)"))
-    return paths
-
-
-def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
-    """The test images for captions; None (figure skipped) when the data is not there."""
-    from rnnlab.core.data import default_data_root, load_dataset
-    from rnnlab.core.errors import UserError
-
-    try:
-        arrays = load_dataset(dataset, Path(data_dir) if data_dir else default_data_root())
-    except UserError:
-        return None
-    return arrays.test_images.numpy()
-
-
 # -- report figures: several runs on one plot (rnnlab report) -------------------------
 Series = tuple[str, Sequence[float], Sequence[float]]  # (legend label, x values, y values)
 

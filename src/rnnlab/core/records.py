@@ -146,6 +146,15 @@ class RunRecord:
     def metrics(self) -> list[dict[str, Any]]:
         return self.read_jsonl("metrics.jsonl")
 
+    def epoch_seconds(self) -> list[float]:
+        """Wall-clock seconds of each recorded epoch (timing.csv; [] when absent)."""
+        path = self.dir / "timing.csv"
+        try:
+            with path.open(newline="") as fh:
+                return [float(row["seconds"]) for row in csv.DictReader(fh)]
+        except (OSError, KeyError, ValueError):
+            return []
+
     def write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
         """One JSON object per line, the whole file rewritten atomically."""
         atomic_write_text(self.dir / name, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import rnnlab
-from rnnlab.core.errors import UserError
 from rnnlab.core.cells import get_cell
+from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, build_model, count_parameters
 from rnnlab.core.records import RunRecord, error_detail
 from rnnlab.core.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
+from rnnlab.core.version import __version__
 
 MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
 
@@ -68,7 +68,7 @@ class TaskData:
 
 
 def environment() -> dict:
-    return {"rnnlab": rnnlab.__version__, "torch": torch.__version__, "python": platform.python_version(),
+    return {"rnnlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(), "device": "cpu", "platform": platform.platform(),
             "command": " ".join(["rnnlab", *sys.argv[1:]])}
 

@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from rnnlab.core.backends import BACKENDS, PRECISIONS, use_backend
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import CheckpointError, check, check_choice
 from rnnlab.core.records import RunRecord, error_detail
+from rnnlab.core.settings import setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -32,37 +33,37 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 7
-    batch_size: int = 500
-    lr: float = 0.01
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
+    epochs: int = setting(7, "passes over the training data")
+    batch_size: int = setting(500, "sequences per step")
+    lr: float = setting(0.01, "peak learning rate")
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.0, "L2 / decoupled weight decay")
     momentum: float = 0.9  # SGD only
-    clip: float | None = None  # max global gradient norm; None = no clipping
-    schedule: str = "constant"  # per-step learning-rate schedule
-    seed: int = 2111
+    clip: float | None = setting(None, "clip the global gradient norm to this (off when unset)",
+                                 kind=float)  # None: no clipping
+    schedule: str = setting("constant", "learning-rate schedule, stepped every batch",
+                            choices=SCHEDULES)
+    seed: int = setting(2111, "seed for weights, data order and generated data")
     eval_batch_size: int = 2000  # larger than training batches: no gradients kept
-    backend: str = "auto"  # recurrent layer: stock nn.*, compiled step loop, or auto (rnnlab.core.backends)
-    precision: str = "fp32"  # bf16: bfloat16 matmuls, float32 master weights (training and evaluation)
+    backend: str = setting(
+        "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: compiled "
+        "for full-length batches of a long enough run (docs/benchmarks.md)", choices=BACKENDS)
+    precision: str = setting("fp32", "bf16: bfloat16 matmuls (autocast), float32 weights and "
+                             "cell state", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch-size must be >= 1, got {self.batch_size}"),
-            (self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.clip is None or self.clip > 0, f"clip must be > 0, got {self.clip}"),
-            # the data order seeds torch.Generator with seed * 1_000_003 + epoch, which must fit 64 bits
-            (0 <= self.seed < 2**32, f"seed must be in 0..{2**32 - 1}, got {self.seed}"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
-            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),
-            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        check(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.eval_batch_size >= 1, "eval_batch_size",
+              f"must be >= 1, got {self.eval_batch_size}")
+        check(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.clip is None or self.clip > 0, "clip", f"must be > 0, got {self.clip}")
+        # the data order seeds torch.Generator with seed * 1_000_003 + epoch: it must fit 64 bits
+        check(0 <= self.seed < 2**32, "seed", f"must be in 0..{2**32 - 1}, got {self.seed}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("backend", BACKENDS), ("precision", PRECISIONS)):
+            check_choice(name, getattr(self, name), choices)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,20 +177,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads; returns the number in force. ``None`` keeps torch's
-    setting but lowers it to the cores other processes leave free
-    (:func:`rnnlab.cli.default_threads`): oversubscribed threads collapse on CPU."""
-    if threads is None:
-        from rnnlab.cli import default_threads
-
-        threads = min(torch.get_num_threads(), default_threads())
-    if threads < 1:
-        raise UserError(f"threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
 def progress_bar(total: int, description: str, quiet: bool) -> tqdm:
     """A tqdm bar on stderr, silent when asked or when stderr is not a terminal."""
     return tqdm(total=total, desc=description, leave=False, unit="batch",
@@ -285,7 +272,7 @@ def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
         torch.set_rng_state(payload["torch_rng"])
         return FitState(**payload["fit_state"])
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
-        raise UserError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: it does not fit this run "
+        raise CheckpointError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: it does not fit this run "
                         f"({error_detail(err, 160)}); use --force to start over") from None
 
 

@@ -9,7 +9,6 @@ run that is not finished shows as "missing".
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import itertools
@@ -21,9 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnlab.core import plots
 from rnnlab.core.errors import UserError
 from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.records import RunRecord
+from rnnlab.tasks.addition.data import parse_lengths
+from rnnlab.tasks.addition.study import label_from_config
+from rnnlab.tasks.mnist import load_test_images
+from rnnlab.tasks.mnist.data import CLASS_NAMES, MnistConfig, split_sizes
+from rnnlab.tasks.recall.study import draw_examples_table, read_examples
 
 MISSING = "missing"
 NOT_REPORTED = "not reported"
@@ -66,8 +71,6 @@ def binomial_se(percent: float, n: int) -> float:
 def trained_and_other_lengths(run: Run) -> tuple[float | None, float | None]:
     """An addition run's mean bit accuracy (%) at its training lengths and at the other
     lengths 1..20."""
-    from rnnlab.tasks.addition import parse_lengths
-
     trained = set(parse_lengths(str(run.config["task_config"]["train_lengths"])))
     rows = reference_rows(run.summary)
     return (mean_percent([r for r in rows if r["length"] in trained], "bit_accuracy"),
@@ -76,10 +79,8 @@ def trained_and_other_lengths(run: Run) -> tuple[float | None, float | None]:
 
 def mnist_split_sizes(run: Run) -> tuple[int, int]:
     """(training, validation) images of an MNIST run, from its config.json."""
-    from rnnlab.tasks.mnist import MnistTaskConfig, split_sizes
-
     task = run.config.get("task_config", {})
-    return split_sizes(task.get("num_valid", MnistTaskConfig.num_valid), task.get("limit"))
+    return split_sizes(task.get("num_valid", MnistConfig.num_valid), task.get("limit"))
 
 
 @dataclass
@@ -443,8 +444,6 @@ class Report:
 
     # Task 1 ------------------------------------------------------------------------------
     def mnist(self) -> None:
-        from rnnlab.core import plots
-
         if not self.of("mnist"):
             return
         d = self.doc
@@ -499,11 +498,10 @@ class Report:
             best_label, best, _ = max(runs, key=lambda t: t[1].summary["test"]["accuracy"])
             predictions = plots.read_predictions(best.record)
             if predictions:
-                from rnnlab.tasks.mnist import CLASS_NAMES
 
                 dataset = best.config["task_config"].get("dataset", "mnist")
                 names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
-                images = plots.load_test_images(dataset, self.data_dir)
+                images = load_test_images(dataset, self.data_dir)
                 if images is not None:
                     self.fig("mnist_test_examples.png", lambda p: plots.draw_image_grid(
                         images, predictions[:10], names, p, ""),  # the caption says it (a title would overlap)
@@ -527,8 +525,6 @@ class Report:
 
     # Task 2 ------------------------------------------------------------------------------
     def recall(self) -> None:
-        from rnnlab.core import plots
-
         if not self.of("recall"):
             return
         d = self.doc
@@ -584,8 +580,6 @@ class Report:
     @staticmethod
     def draw_recall_examples(run: Run, k: int, path: Path, label: str) -> Path | None:
         """The run's example sequences of lengths 3..7 (the exercise showed those)."""
-        from rnnlab.tasks.recall import draw_examples_table, read_examples
-
         examples = read_examples(run.record)
         chosen = [e for e in examples.get("examples", []) if 3 <= len(e["sequence"]) <= 7]
         return draw_examples_table({"k": examples.get("k", k), "examples": chosen, "errors": []}, path,
@@ -595,13 +589,9 @@ class Report:
     @staticmethod
     def addition_label(run: Run) -> str:
         """A legend entry built from the run's own config.json (never typed in)."""
-        from rnnlab.tasks.addition import label_from_config
-
         return label_from_config(run.config)
 
     def addition(self) -> None:
-        from rnnlab.core import plots
-
         if not self.of("addition"):
             return
         d = self.doc
@@ -703,8 +693,6 @@ class Report:
                  if e.info.get("role") == "ablation" and e.task == "mnist"]
         pairs = [(e, b) for e, b in pairs if e.first() and b is not None and b.first()]
         if pairs:
-            from rnnlab.core import plots
-
             panels = [(f"{b.label}: {e.note}" if len(e.note) < 40 else e.label,
                        [self.curve(f"{b.label} (fixed)", b.first(), "valid_accuracy", 100.0),
                         self.curve(f"{e.label} (flaw put back)", e.first(), "valid_accuracy", 100.0)])
@@ -927,32 +915,3 @@ def build_report(out_dir: str | Path, data_dir: str | None = None) -> tuple[Path
     atomic_write_text(md_path, render_markdown(doc, out))
     atomic_write_text(html_path, render_html(doc, "rnnlab reproduction report"))
     return md_path, html_path
-
-
-def run_report(args: argparse.Namespace) -> int:
-    out = Path(args.runs_dir)
-    if not out.is_dir():
-        raise UserError(f"{out} is not a folder; give the --out folder of `rnnlab reproduce`")
-    md_path, html_path = build_report(out, data_dir=args.data_dir)
-    print(f"report: {md_path} and {html_path}")
-    return 0
-
-
-def add_parser(commands) -> None:
-    from rnnlab.cli import HelpFormatter
-
-    p = commands.add_parser("report", help="rebuild the report from run records",
-                            formatter_class=HelpFormatter, description=__doc__)
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="the --out folder of `rnnlab reproduce`")
-    p.add_argument("--data-dir", default=None, help="MNIST data root (for the row of test images)")
-    p.add_argument("--seed", type=int, default=0, help="unused: the report draws nothing at random")
-    p.add_argument("--dry-run", action="store_true", help="check RUNS_DIR has a reproduce.json, write nothing")
-    p.set_defaults(func=run_report_or_check)
-
-
-def run_report_or_check(args: argparse.Namespace) -> int:
-    if args.dry_run:
-        manifest = load_manifest(Path(args.runs_dir))
-        print(f"{args.runs_dir}: {len(manifest['experiments'])} experiment(s); nothing written (dry run)")
-        return 0
-    return run_report(args)

@@ -52,6 +52,7 @@ class PredictOptions:
     batch_size: int = 256  # inputs per forward pass (image folders)
     show_input: str | None = None  # image tasks: save the input the model saw (a path pattern)
     dry_run: bool = False  # read and check every input, predict nothing
+    progress: Callable[[int], None] | None = None  # called with 1 as each input is read
 
 
 class EpochHook(Protocol):
@@ -183,9 +184,9 @@ class Task(ABC):
 
     # -- data, training and testing --------------------------------------------------
     @abstractmethod
-    def load_sets(self, seed: int, data_dir: str | None) -> Any:
-        """The run's fixed sets (validation, test, a fixed training set where there is
-        one), built once per run; whatever the other methods need."""
+    def load_sets(self, seed: int, data_dir: str | None, training: bool = True) -> Any:
+        """The run's fixed sets (validation, test, and with ``training`` a fixed training
+        set where there is one), built once per run; whatever the other methods need."""
 
     @abstractmethod
     def training_data(self, sets: Any, train: TrainConfig) -> TaskData:
@@ -218,6 +219,19 @@ class Task(ABC):
 
     def check_model(self, run: RunRecord, payload: dict) -> None:
         """Refuse a checkpoint this task cannot predict with (an InputError); default: any."""
+
+    # -- what the command line prints -------------------------------------------------
+    def epoch_line(self, row: dict) -> str:
+        """One epoch's progress line (``row``: fit's metrics plus seconds and epochs)."""
+        return (f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f} "
+                f"acc {100 * row['train_accuracy']:.2f}% | valid loss {row['valid_loss']:.4f} "
+                f"acc {100 * row['valid_accuracy']:.2f}% | {row['seconds']:.1f}s")
+
+    def summary_line(self, out: Path, summary: dict) -> str:
+        """The line that ends a run: what it scored."""
+        test = summary["test"]
+        return (f"{out}: test accuracy {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}), "
+                f"best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f}s training")
 
     # -- figures ---------------------------------------------------------------------
     @abstractmethod

@@ -6,6 +6,8 @@ Public API::
     load_dataset(dataset, data_root=None) -> MnistArrays
     train_valid_split(num_examples, num_valid, seed) -> (train_idx, valid_idx)
     default_data_root() -> Path
+    dataset_present(dataset, data_root=None) -> bool
+    inspect_dataset(dataset, data_root=None) -> list[FileStatus]
     read_idx(path) / write_idx(path, array)
 """
 
@@ -17,6 +19,7 @@ from rnnlab.core.data.store import (
     FileStatus,
     MnistArrays,
     dataset_dir,
+    dataset_present,
     default_data_root,
     fetch,
     inspect_dataset,
@@ -30,6 +33,7 @@ __all__ = [
     "FileStatus",
     "MnistArrays",
     "dataset_dir",
+    "dataset_present",
     "decode_idx",
     "default_data_root",
     "encode_idx",

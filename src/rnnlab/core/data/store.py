@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnlab.core.data.idx import decode_idx, decode_idx_file_bytes, gunzip, gzip_bytes, read_file_bytes
+from rnnlab.core.data.idx import (
+    decode_idx,
+    decode_idx_file_bytes,
+    gunzip,
+    gzip_bytes,
+    read_file_bytes,
+)
 from rnnlab.core.data.sources import (
     TEST_IMAGES,
     TEST_LABELS,
@@ -368,6 +374,21 @@ def _no_manifest_message(spec: DatasetSpec, folder: Path, fix: str) -> str:
     if any((folder / f.name).exists() for f in spec.files):
         return f"{folder} has {spec.title} files but no {MANIFEST_NAME}; run `{fix}` to verify them"
     return f"{spec.title} not found in {folder}; run `{fix}`"
+
+
+def dataset_present(dataset: str, data_root: str | os.PathLike | None = None) -> bool:
+    """Whether any trace of ``dataset`` is on disk: its MANIFEST.json or one of its files.
+
+    A file counts gzipped or plain (a copy ``fetch`` would adopt). False means the
+    data set was never fetched here; True means :func:`inspect_dataset` has
+    something to verify.
+    """
+    spec = dataset_spec(dataset)
+    folder = dataset_dir(spec.name, data_root)
+    names = [MANIFEST_NAME]
+    for file in spec.files:
+        names += [file.name, file.name.removesuffix(".gz")]
+    return any((folder / name).exists() for name in names)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,159 @@
+"""Train, evaluate and predict with any registered task: the one code path behind the
+command line, the Python API and ``rnnlab reproduce``.
+
+Settings arrive by name (``hidden``, ``batch_size``, a task's own ``k`` ...), as the
+command line's flags and the API's keywords; :func:`make_plans` sorts them into the
+model, training and task configs, so both front ends are generated from the same
+dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from rnnlab.core.errors import ConfigError, InputError, RunFolderError, check
+from rnnlab.core.models import ModelConfig
+from rnnlab.core.records import RunRecord
+from rnnlab.core.runs import RunPlan, execute_run, load_model
+from rnnlab.core.settings import Setting, setting, settings_of, split_settings
+from rnnlab.core.train import TrainConfig
+from rnnlab.tasks.base import Prediction, PredictOptions, Task
+from rnnlab.tasks.registry import REGISTRY
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run goes and how it runs: the command line's output and runtime options."""
+
+    out: str | None = setting(None, "run folder (config, metrics, checkpoints, figures)", kind=str)
+    force: bool = setting(False, "overwrite an existing run folder")
+    resume: bool = setting(False, "continue an interrupted run from its last epoch")
+    threads: int | None = setting(None, "torch CPU threads (default: the cores this process may "
+                                  "use, less those other processes keep busy at the start)",
+                                  kind=int)
+    quiet: bool = setting(False, "no progress bars")
+    dry_run: bool = setting(False, "a few batches end to end, in seconds, to check the setup")
+    no_figures: bool = setting(False, "skip drawing figures")
+    tensorboard: bool = setting(False, "also write TensorBoard event files (needs the "
+                                "tensorboard extra)")
+    data_dir: str | None = setting(None, "data root (default: $RNNLAB_DATA or the user cache)",
+                                   kind=str)
+
+
+def train_settings(task: type[Task]) -> dict[str, list[Setting]]:
+    """The settings of ``rnnlab train TASK`` by group, defaults from the task's class."""
+    model = [replace(s, default=getattr(task.model_defaults, s.field))
+             for s in settings_of(ModelConfig)]
+    optimisation = [replace(s, default=getattr(task.train_defaults, s.field))
+                    for s in settings_of(TrainConfig)]
+    runtime = [s for s in settings_of(RunOptions) if s.name != "data_dir" or task.uses_data_dir]
+    return {"data": settings_of(task.Config), "model": model, "optimisation": optimisation,
+            "output and runtime": runtime}
+
+
+# -- plans ---------------------------------------------------------------------------
+def hidden_sizes(value: Any) -> list[int]:
+    """One hidden size or several (a list): several train one run each."""
+    sizes = list(value) if isinstance(value, list | tuple) else [value]
+    check(bool(sizes), "hidden", "needs at least one size")
+    check(len(set(sizes)) == len(sizes), "hidden",
+          f"lists a size twice: {' '.join(map(str, sizes))}")
+    return sizes
+
+
+def make_plans(task_class: type[Task], values: dict[str, Any], options: RunOptions,
+               sweep_folders: bool = False) -> list[RunPlan]:
+    """The runs that ``values`` (settings by name) describe: one, or one per hidden size.
+
+    ``sweep_folders``: each run in ``out/hidden-H`` (the command line for tasks with a
+    hidden sweep); otherwise a single run goes to ``out`` itself.
+    """
+    model_values, rest = split_settings(ModelConfig, values)
+    train_values, rest = split_settings(TrainConfig, rest)
+    task_values, rest = split_settings(task_class.Config, rest)
+    if rest:
+        known = [s.name for group in train_settings(task_class).values() for s in group]
+        raise ConfigError(sorted(rest)[0], f"is not a setting of the {task_class.name} task; "
+                          f"its settings are {', '.join(known)}")
+    task = task_class(task_class.Config(**task_values))
+    train = replace(task_class.train_defaults, **train_values)
+    sizes = hidden_sizes(model_values.pop("hidden_size", task_class.model_defaults.hidden_size))
+    input_size, outputs = task.model_shape()
+    models = [replace(task_class.model_defaults, **model_values, hidden_size=h,
+                      input_size=input_size, num_outputs=outputs) for h in sizes]
+    if options.dry_run:  # settings are checked above, then shrunk to a few batches
+        task, train = task.shrunk(train.batch_size), replace(train, epochs=1)
+    check(len(models) == 1 or sweep_folders, "hidden", "takes one size here")
+    out = Path(options.out) if options.out is not None else Path("runs") / task_class.name
+    return [RunPlan(out / f"hidden-{m.hidden_size}" if sweep_folders else out, task.name,
+                    task.model_kind, m, train, task.config_dict(), force=options.force,
+                    resume=options.resume, quiet=options.quiet, tensorboard=options.tensorboard)
+            for m in models]
+
+
+# -- training --------------------------------------------------------------------------
+def train_run(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
+              on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train one run and return its summary; figures drawn from the record afterwards."""
+    task = REGISTRY.get(plan.task).from_dict(plan.task_config)
+    sets = task.load_sets(plan.train.seed, data_dir)
+    batch = plan.train.eval_batch_size
+    hook = task.epoch_hook(plan.out, sets, batch, on_epoch)
+    summary = execute_run(plan, lambda: task.training_data(sets, plan.train),
+                          lambda model, record: task.test(model, sets, batch, record),
+                          hook if hook is not None else on_epoch,
+                          on_resume=hook.catch_up if hook is not None else None)
+    if figures:
+        draw_run_figures(plan.out, data_dir)
+    return summary
+
+
+def draw_run_figures(run_dir: str | Path, data_dir: str | None = None) -> list[Path]:
+    """A finished run's figures, then the mark that they are complete (``figures/.drawn``)."""
+    record = RunRecord.open(run_dir)
+    task = REGISTRY.of_record(record)
+    return record.draw_figures(lambda r: task.draw_figures(r, data_dir))
+
+
+# -- finished runs ---------------------------------------------------------------------
+def open_run(run_dir: str | Path) -> RunRecord:
+    """A finished or interrupted run folder; a folder that holds runs says which."""
+    path = Path(run_dir)
+    if not (path / "config.json").is_file() and path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
+        if inside:
+            raise RunFolderError(f"{path} holds runs, not one run: choose one of "
+                                 f"{', '.join(str(path / name) for name in inside)}")
+    return RunRecord.open(path)
+
+
+def load_run_model(record: RunRecord) -> tuple[Task, nn.Module]:
+    """The run's task and its best model; a checkpoint the task cannot use is refused."""
+    task = REGISTRY.of_record(record)
+    model, payload = load_model(record, "best")
+    task.check_model(record, payload)
+    return task, model
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, dry_run: bool = False) -> dict:
+    """Test metrics recomputed from the run's best checkpoint (``dry_run``: a small slice)."""
+    record = open_run(run_dir)
+    task, model = load_run_model(record)  # a bad checkpoint is refused before the data loads
+    train = record.config()["train"]
+    if dry_run:
+        task = task.shrunk(train["batch_size"])
+    sets = task.load_sets(train["seed"], data_dir, training=False)
+    return task.evaluate(model, sets, train["eval_batch_size"])
+
+
+def predict_run(run_dir: str | Path, inputs: Sequence[Any],
+                options: PredictOptions = PredictOptions()) -> Iterator[Prediction | InputError]:
+    """Predictions (or, in a bad input's place, its InputError) for ``inputs``."""
+    record = open_run(run_dir)
+    task, model = load_run_model(record)
+    return task.predict(model, inputs, options)
