@@ -31,8 +31,8 @@ import torch
 
 from bench import accuracy, threads, throughput
 from rnnlab.core.backends import auto_compiles
-from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.cells import CELLS
+from rnnlab.core.fileio import atomic_write_text
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
@@ -45,12 +45,13 @@ def machine(threads_used: int) -> dict:
         cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         cpuinfo = []
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                  if line.startswith("model name")), "unknown")
     flags = next((line for line in cpuinfo if line.startswith("flags")), "")
     return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "logical_cpus": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
-            "torch": torch.__version__, "python": platform.python_version(), "threads": threads_used,
-            "load_at_start": os.getloadavg()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "threads": threads_used, "load_at_start": os.getloadavg()}
 
 
 def synthetic(threads_used: int, log) -> dict:
@@ -74,7 +75,8 @@ def auto_choice(model: dict, precision: str = "fp32") -> str:
     """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
     rnn = CELLS[model["cell"]].module(
         28, model["hidden"], batch_first=True, bidirectional=model["bidirectional"])
-    compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100, precision=precision)
+    compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100,
+                             precision=precision)
     return "compiled" if compiles else "stock"
 
 
@@ -90,7 +92,8 @@ def summarise(models: list[dict]) -> dict:
                  "default_over_bare": default["train_seq_per_s"] / bare,
                  "default_share_of_fp32_ceiling": default["train_share"]}
         if "reference pipeline" in rows:
-            entry["default_over_reference"] = default["train_seq_per_s"] / rows["reference pipeline"]["train_seq_per_s"]
+            reference = rows["reference pipeline"]["train_seq_per_s"]
+            entry["default_over_reference"] = default["train_seq_per_s"] / reference
         best = max(m["rows"], key=lambda r: r["train_seq_per_s"])
         entry["fastest"] = best["method"]
         out[m["model"]] = entry
@@ -106,33 +109,40 @@ def markdown(result: dict) -> str:
     lines = ["# rnnlab benchmark", "",
              f"Machine: {mc['cpu']}, {mc['cores']} cores available, torch {mc['torch']}, "
              f"{mc['threads']} threads; load average at start {mc['load_at_start'][0]:.2f}, "
-             f"at end {result['load_at_end'][0]:.2f}. Mode: {'quick' if result['quick'] else 'full'}; "
+             f"at end {result['load_at_end'][0]:.2f}. "
+             f"Mode: {'quick' if result['quick'] else 'full'}; "
              f"{result['seconds']:.0f}s in all.", "",
-             f"Matmul ceiling (2048x2048, {ceil['threads']} threads): float32 {ceil['fp32']:.0f} GFLOP/s, "
-             f"bfloat16 {ceil['bf16']:.0f} GFLOP/s.", "",
-             "## Recurrent throughput, row-MNIST shapes (T=28, F=28, batch 500; inference batch 2000)", "",
+             f"Matmul ceiling (2048x2048, {ceil['threads']} threads): "
+             f"float32 {ceil['fp32']:.0f} GFLOP/s, bfloat16 {ceil['bf16']:.0f} GFLOP/s.", "",
+             "## Recurrent throughput, row-MNIST shapes "
+             "(T=28, F=28, batch 500; inference batch 2000)", "",
              "| model | method | train seq/s | train GFLOP/s | share of ceiling | infer seq/s | "
              "first step (compile) s |", "|---|---|---:|---:|---:|---:|---:|"]
     for m in result["models"]:
         label = f"{m['model']} ({m['hidden']})"
         for r in m["rows"]:
-            lines.append(f"| {label} | {r['method']} | {fmt(r['train_seq_per_s'])} | {r['train_gflops']:.0f} | "
-                         f"{100 * r['train_share']:.0f}% | {fmt(r['infer_seq_per_s'])} | {r['compile_seconds']:.1f} |")
+            lines.append(f"| {label} | {r['method']} | {fmt(r['train_seq_per_s'])} | "
+                         f"{r['train_gflops']:.0f} | {100 * r['train_share']:.0f}% | "
+                         f"{fmt(r['infer_seq_per_s'])} | {r['compile_seconds']:.1f} |")
     if not result["models"][0]["mnist"]:
         lines += ["", "(MNIST not fetched: random stand-in images of the same shape.)"]
-    lines += ["", "| model | auto picks | stock trainer / bare | default / bare | default share of fp32 ceiling | "
-                  "default / reference pipeline | fastest |", "|---|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| model | auto picks | stock trainer / bare | default / bare | "
+                  "default share of fp32 ceiling | default / reference pipeline | fastest |",
+              "|---|---|---:|---:|---:|---:|---|"]
     for name, s in result["summary"].items():
         lines.append(f"| {name} | {s['default_backend']} | {s['stock_trainer_over_bare']:.2f} | "
-                     f"{s['default_over_bare']:.2f} | {100 * s['default_share_of_fp32_ceiling']:.0f}% | "
+                     f"{s['default_over_bare']:.2f} | "
+                     f"{100 * s['default_share_of_fp32_ceiling']:.0f}% | "
                      f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} |")
     lstm = result["summary"].get("LSTM")
     if lstm:
         lines += ["", "Targets for LSTM(100): stock trainer / bare "
-                  f"{lstm['stock_trainer_over_bare']:.2f} (issue 3: >= {ISSUE3_TRAINER_RATIO}); default / bare "
-                  f"{lstm['default_over_bare']:.2f} (issue 8: >= {ISSUE8_SPEEDUP}); default share of the float32 "
-                  f"ceiling {100 * lstm['default_share_of_fp32_ceiling']:.0f}% (issue 8: >= {100 * ISSUE8_SHARE:.0f}%); "
-                  f"default / reference pipeline {fmt(lstm.get('default_over_reference'), '.2f')} (issue 8: >= 1)."]
+                  f"{lstm['stock_trainer_over_bare']:.2f} (issue 3: >= {ISSUE3_TRAINER_RATIO}); "
+                  f"default / bare {lstm['default_over_bare']:.2f} (issue 8: >= {ISSUE8_SPEEDUP}); "
+                  "default share of the float32 ceiling "
+                  f"{100 * lstm['default_share_of_fp32_ceiling']:.0f}% "
+                  f"(issue 8: >= {100 * ISSUE8_SHARE:.0f}%); default / reference pipeline "
+                  f"{fmt(lstm.get('default_over_reference'), '.2f')} (issue 8: >= 1)."]
     lines += ["", "## Synthetic tasks: batch-1 against batched", ""]
     for name, r in result["synthetic"].items():
         if r.get("markdown"):
@@ -144,21 +154,25 @@ def markdown(result: dict) -> str:
                   f"{result['threads']['workload']}; each in a fresh process.", "",
                   "| backend | threads | other load | seq/s |", "|---|---:|---|---:|"]
         for r in result["threads"]["rows"]:
-            lines.append(f"| {r['backend']} | {r['threads']} | {'one busy core' if r['busy_core'] else 'none'} | "
+            lines.append(f"| {r['backend']} | {r['threads']} | "
+                         f"{'one busy core' if r['busy_core'] else 'none'} | "
                          f"{r['seq_per_s']:,.0f} |")
         lines.append("")
     if "accuracy" in result:
         acc = result["accuracy"]
-        lines += [f"## Tuned LSTM(128) on row-MNIST: time to {100 * acc['target']:.1f}% test accuracy", "",
-                  "Adam 5e-3, cosine over the run, clip 1.0, batch 256, seed 2111; test accuracy after each "
-                  "epoch (not timed); training seconds include compiling.", "",
-                  "| backend (resolved) | precision | epochs | reached target at | final test accuracy | "
-                  "training seconds |", "|---|---|---:|---|---:|---:|"]
+        lines += [f"## Tuned LSTM(128) on row-MNIST: time to {100 * acc['target']:.1f}% "
+                  "test accuracy", "",
+                  "Adam 5e-3, cosine over the run, clip 1.0, batch 256, seed 2111; test accuracy "
+                  "after each epoch (not timed); training seconds include compiling.", "",
+                  "| backend (resolved) | precision | epochs | reached target at | "
+                  "final test accuracy | training seconds |", "|---|---|---:|---|---:|---:|"]
         for r in acc["runs"]:
             reached = r["reached_target"]
-            when = f"epoch {reached['epoch']}, {reached['train_seconds']:.0f}s" if reached else "not reached"
-            lines.append(f"| {r['backend']} ({r['resolved']}) | {r['precision']} | {r['epochs']} | {when} | "
-                         f"{100 * r['final_test_accuracy']:.2f}% | {r['rows'][-1]['train_seconds']:.0f} |")
+            when = (f"epoch {reached['epoch']}, {reached['train_seconds']:.0f}s" if reached
+                    else "not reached")
+            lines.append(f"| {r['backend']} ({r['resolved']}) | {r['precision']} | {r['epochs']} | "
+                         f"{when} | {100 * r['final_test_accuracy']:.2f}% | "
+                         f"{r['rows'][-1]['train_seconds']:.0f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -166,14 +180,16 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="LSTM rows and synthetic tasks only (~1 min)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder for bench.md and bench.json")
+    parser.add_argument("--quick", action="store_true",
+                        help="LSTM rows and synthetic tasks only (~1 min)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"),
+                        help="folder for bench.md and bench.json")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the measurements")
     parser.add_argument("--models", nargs="+", choices=list(throughput.MODELS), default=None,
                         help="models of the throughput table (default: all; --quick: LSTM)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of each tuned-LSTM run")
-    parser.add_argument("--skip", nargs="+", default=[], choices=["synthetic", "threads", "accuracy"],
-                        help="sections to leave out")
+    parser.add_argument("--skip", nargs="+", default=[],
+                        choices=["synthetic", "threads", "accuracy"], help="sections to leave out")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -183,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     result: dict = {"quick": args.quick, "machine": machine(args.threads)}
     result["ceiling"] = throughput.ceiling(args.threads, 0.5 if args.quick else 1.5)
-    log(f"bench: ceiling fp32 {result['ceiling']['fp32']:.0f}, bf16 {result['ceiling']['bf16']:.0f} GFLOP/s")
+    log(f"bench: ceiling fp32 {result['ceiling']['fp32']:.0f}, "
+        f"bf16 {result['ceiling']['bf16']:.0f} GFLOP/s")
     names = args.models or (["LSTM"] if args.quick else list(throughput.MODELS))
     steps, rounds = (4, 3) if args.quick else (8, 4)
-    result["models"] = throughput.run_models(names, args.threads, result["ceiling"], steps, rounds, log=log)
+    result["models"] = throughput.run_models(names, args.threads, result["ceiling"], steps, rounds,
+                                             log=log)
     result["summary"] = summarise(result["models"])
     if "synthetic" not in args.skip:
         result["synthetic"] = synthetic(args.threads, log)

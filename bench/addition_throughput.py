@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.core.models import ModelConfig, build_model
-from rnnlab.tasks.addition import BinaryAdditionTask, BitObjective, FreshBatches
 from rnnlab.core.threads import configure_threads
 from rnnlab.core.train import TrainConfig, make_optimizer, set_seed, train_one_epoch
+from rnnlab.tasks.addition.data import BinaryPairs, BitObjective, FreshBatches
 
 MODEL = ModelConfig(cell="lstm", input_size=2, hidden_size=5, num_outputs=1)
 LENGTHS = range(1, 21)
@@ -41,8 +41,9 @@ def fresh_model():
 def batch1_loop(pairs: int = 250) -> Callable[[], int]:
     """One pass of the reference loop over ``pairs`` pairs, one (1, L, 2) pair per
     optimizer step; returns a function that runs a pass and gives the pairs done."""
-    data = BinaryAdditionTask(0).sample(pairs, LENGTHS, "bench")
-    samples = [(x[None, :n], y[None, :n]) for x, y, n in zip(data.x, data.y, data.lengths.tolist(), strict=True)]
+    data = BinaryPairs(0).sample(pairs, LENGTHS, "bench")
+    samples = [(x[None, :n], y[None, :n])
+               for x, y, n in zip(data.x, data.y, data.lengths.tolist(), strict=True)]
     model, optimizer = fresh_model()
     model.train()
 
@@ -57,11 +58,13 @@ def batch1_loop(pairs: int = 250) -> Callable[[], int]:
     return one_pass
 
 
-def rnnlab_batched(batch_size: int, by_length: bool = False, batches: int = 4) -> Callable[[], int]:
+def rnnlab_batched(batch_size: int, by_length: bool = False,
+                   batches: int = 4) -> Callable[[], int]:
     """One epoch of rnnlab's trainer over ``batches`` fresh batches of ``batch_size`` pairs."""
     model, optimizer = fresh_model()
     objective = BitObjective("mse")
-    source = FreshBatches(BinaryAdditionTask(0), LENGTHS, batch_size * batches, batch_size, by_length=by_length)
+    source = FreshBatches(BinaryPairs(0), LENGTHS, batch_size * batches, batch_size,
+                          by_length=by_length)
     epochs = iter(range(1, 1_000_000))
 
     def one_pass() -> int:
@@ -81,7 +84,8 @@ def run(threads: int | None = 1, repeats: int = 3) -> dict:
     threads = configure_threads(threads)
     methods = [("batch-1 loop (reference)", 1, batch1_loop())]
     for by_length in (False, True):
-        name = "rnnlab batched, one length per batch" if by_length else "rnnlab batched, mixed lengths (packed)"
+        name = ("rnnlab batched, one length per batch" if by_length
+                else "rnnlab batched, mixed lengths (packed)")
         methods += [(name, b, rnnlab_batched(b, by_length)) for b in BATCH_SIZES]
     best = [math.inf] * len(methods)
     sequences = [one_pass() for _, _, one_pass in methods]  # warm-up
@@ -100,22 +104,22 @@ def run(threads: int | None = 1, repeats: int = 3) -> dict:
     mixed = max((r for r in rows if "mixed" in r["method"]), key=lambda r: r["ratio"])
     return {"benchmark": "addition_throughput", "threads": threads, "torch": torch.__version__,
             "model": "LSTM hidden 5, lengths 1..20, MSE", "repeats": repeats, "rows": rows,
-            "best_ratio": top["ratio"], "best_method": top["method"], "best_batch_size": top["batch_size"],
-            "best_mixed_ratio": mixed["ratio"], "target_ratio": TARGET_RATIO,
-            "meets_target": top["ratio"] >= TARGET_RATIO}
+            "best_ratio": top["ratio"], "best_method": top["method"],
+            "best_batch_size": top["batch_size"], "best_mixed_ratio": mixed["ratio"],
+            "target_ratio": TARGET_RATIO, "meets_target": top["ratio"] >= TARGET_RATIO}
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Binary addition training throughput ({result['model']}, {result['threads']} thread(s), "
-             f"torch {result['torch']})", "",
+    lines = [f"Binary addition training throughput ({result['model']}, "
+             f"{result['threads']} thread(s), torch {result['torch']})", "",
              "| method | batch | sequences/s | vs batch-1 |", "|---|---:|---:|---:|"]
     for row in result["rows"]:
         lines.append(f"| {row['method']} | {row['batch_size']} | {row['sequences_per_s']:,.0f} | "
                      f"{row['ratio']:.1f}x |")
     verdict = "meets" if result["meets_target"] else "misses"
     lines += ["", f"Best: {result['best_ratio']:.0f}x ({result['best_method']}, batch "
-                  f"{result['best_batch_size']}; {verdict} the {result['target_ratio']:.0f}x target); "
-                  f"mixed lengths at best {result['best_mixed_ratio']:.0f}x.",
+                  f"{result['best_batch_size']}; {verdict} the {result['target_ratio']:.0f}x "
+                  f"target); mixed lengths at best {result['best_mixed_ratio']:.0f}x.",
               f"Each method: fastest of {result['repeats']} timed passes, taken in turns."]
     return "\n".join(lines)
 

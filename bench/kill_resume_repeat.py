@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_kill_test():
-    spec = importlib.util.spec_from_file_location("test_resume_kill", ROOT / "tests" / "test_resume_kill.py")
+    spec = importlib.util.spec_from_file_location("test_resume_kill",
+                                                  ROOT / "tests" / "test_resume_kill.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc(limit=2)
                 continue
             passed += 1
-            print(f"repeat {i:2d}: identical (kill at {fraction:.2f} of an epoch; {what['rows_at_kill']} "
-                  f"epoch(s) logged, last.pt at epoch {what['last_checkpoint_epoch']}; "
+            print(f"repeat {i:2d}: identical (kill at {fraction:.2f} of an epoch; "
+                  f"{what['rows_at_kill']} epoch(s) logged, "
+                  f"last.pt at epoch {what['last_checkpoint_epoch']}; "
                   f"{time.perf_counter() - started:.1f}s)", flush=True)
     print(f"kill -9 then --resume: {passed}/{args.repeats} identical to the uninterrupted run")
     return 0 if passed == args.repeats else 1

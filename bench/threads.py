@@ -42,20 +42,24 @@ def one(threads: int, backend: str, seconds: float) -> dict:
     model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=100))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     use_backend(model, backend, "fp32", log=lambda _m: None)
-    stream = itertools.chain.from_iterable(ShuffledBatches(dataset, BATCH, 0).epoch_batches(e) for e in itertools.count(1))
+    stream = itertools.chain.from_iterable(ShuffledBatches(dataset, BATCH, 0).epoch_batches(e)
+                                           for e in itertools.count(1))
     objective = ClassificationObjective()
-    train_one_epoch(model, itertools.islice(stream, 3), objective, optimizer)  # warm-up (and compile)
+    # warm-up (and compile)
+    train_one_epoch(model, itertools.islice(stream, 3), objective, optimizer)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         train_one_epoch(model, itertools.islice(stream, 2), objective, optimizer)
         done += 2 * BATCH
-    return {"threads": threads, "backend": backend, "seq_per_s": done / (time.perf_counter() - started)}
+    return {"threads": threads, "backend": backend,
+            "seq_per_s": done / (time.perf_counter() - started)}
 
 
 def spawn(threads: int, backend: str, seconds: float) -> dict:
+    root = Path(__file__).resolve().parents[1]  # the repository root: bench importable
     out = subprocess.run([sys.executable, "-m", "bench.threads", "--one", str(threads), backend,
                           "--seconds", str(seconds)], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])  # the repository root: bench importable
+                         cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -70,8 +74,8 @@ def run(backends=("stock", "compiled"), seconds: float = 6.0, log=print) -> dict
                     row = spawn(threads, backend, seconds)
                     row["busy_core"] = busy
                     rows.append(row)
-                    log(f"bench: threads {threads}, {backend}, {'one core busy' if busy else 'idle'}: "
-                        f"{row['seq_per_s']:,.0f} seq/s")
+                    log(f"bench: threads {threads}, {backend}, "
+                        f"{'one core busy' if busy else 'idle'}: {row['seq_per_s']:,.0f} seq/s")
         finally:
             if hog is not None:
                 hog.kill()

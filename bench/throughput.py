@@ -47,7 +47,8 @@ MODELS = {  # name: (cell, hidden, bidirectional); the exercise's sizes
     "LSTM": ("lstm", 100, False), "GRU": ("gru", 128, False), "RNN": ("rnn", 128, False),
     "BiLSTM": ("lstm", 100, True), "BiGRU": ("gru", 128, True), "BiRNN": ("rnn", 128, True),
 }
-TRAINER_VARIANTS = (("stock", "fp32"), ("compiled", "fp32"), ("stock", "bf16"), ("compiled", "bf16"))
+TRAINER_VARIANTS = (("stock", "fp32"), ("compiled", "fp32"), ("stock", "bf16"),
+                    ("compiled", "bf16"))
 
 
 @dataclass
@@ -63,7 +64,8 @@ def mnist_train(limit: int = 20_000) -> MnistArrays:
         from rnnlab.core.data import load_dataset
 
         arrays = load_dataset("mnist")
-        images, labels = np.asarray(arrays.train_images[:limit]), np.asarray(arrays.train_labels[:limit])
+        images = np.asarray(arrays.train_images[:limit])
+        labels = np.asarray(arrays.train_labels[:limit])
         return MnistArrays(images.astype(np.uint8), labels.astype(np.int64), True)
     except Exception:  # any failure to load: measure on stand-ins
         rng = np.random.default_rng(0)
@@ -127,7 +129,8 @@ def forever(make: Callable[[int], Iterator]) -> Iterator:
     return itertools.chain.from_iterable(make(epoch) for epoch in itertools.count(1))
 
 
-def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants, reference: bool) -> list[Method]:
+def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants,
+                 reference: bool) -> list[Method]:
     x_all = (torch.from_numpy(data.images).float() / 255.0 - MEAN) / STD  # (N, 28, 28)
     y_all = torch.from_numpy(data.labels)
     methods = []
@@ -135,7 +138,8 @@ def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants, 
     torch.manual_seed(0)
     bare = BareModel(cell, hidden, bi)
     bare_opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
-    batches = [(x_all[i : i + BATCH].contiguous(), y_all[i : i + BATCH]) for i in range(0, len(x_all) - BATCH + 1, BATCH)]
+    batches = [(x_all[i : i + BATCH].contiguous(), y_all[i : i + BATCH])
+               for i in range(0, len(x_all) - BATCH + 1, BATCH)]
     eval_x = x_all[:EVAL_BATCH].contiguous()
 
     def bare_steps(n: int) -> int:
@@ -175,15 +179,16 @@ def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants, 
 
         started = time.perf_counter()
         steps(1)  # the first step compiles (compiled backend)
-        method = Method(f"rnnlab {backend} {precision}", steps, infer, time.perf_counter() - started)
+        method = Method(f"rnnlab {backend} {precision}", steps, infer,
+                        time.perf_counter() - started)
         methods.append(method)
 
     if reference:
         torch.manual_seed(0)
         ref = BareModel(cell, hidden, bi)
         ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
-        loader = torch.utils.data.DataLoader(ReferenceDataset(data.images, data.labels), batch_size=BATCH,
-                                             shuffle=True, drop_last=True)
+        loader = torch.utils.data.DataLoader(ReferenceDataset(data.images, data.labels),
+                                             batch_size=BATCH, shuffle=True, drop_last=True)
         ref_stream = forever(lambda _e: iter(loader))
 
         def ref_steps(n: int) -> int:
@@ -214,7 +219,8 @@ def measure(methods: list[Method], steps: int, rounds: int) -> list[dict]:
                 started = time.perf_counter()
                 done = m.infer()
                 best_infer[i] = min(best_infer[i], (time.perf_counter() - started) / done)
-    return [{"method": m.name, "train_seq_per_s": 1 / t, "infer_seq_per_s": (1 / s if math.isfinite(s) else None),
+    return [{"method": m.name, "train_seq_per_s": 1 / t,
+             "infer_seq_per_s": (1 / s if math.isfinite(s) else None),
              "compile_seconds": round(m.compile_seconds, 2)}
             for m, t, s in zip(methods, best_train, best_infer, strict=True)]
 
@@ -228,7 +234,8 @@ def run_models(names, threads: int, ceiling_gflops: dict, steps: int, rounds: in
         cell, hidden, bi = MODELS[name]
         started = time.perf_counter()
         rows = measure(make_methods(cell, hidden, bi, data, variants, reference), steps, rounds)
-        per_seq = train_gflop(cell, 1, 28, 28, hidden, 1, 2 if bi else 1)  # GFLOP per training sequence
+        # GFLOP per training sequence
+        per_seq = train_gflop(cell, 1, 28, 28, hidden, 1, 2 if bi else 1)
         for row in rows:
             row["train_gflops"] = row["train_seq_per_s"] * per_seq
             precision = "bf16" if row["method"].endswith("bf16") else "fp32"

@@ -45,6 +45,7 @@ def write_fake_mnist(root: Path, dataset: str = "mnist", seed: int = 0) -> Path:
     for name, array in arrays.items():
         data = gzip_bytes(encode_idx(array))
         atomic_write_bytes(folder / name, data)
-        entries[name] = ManifestEntry(sha256_hex(data), len(data), tuple(array.shape), "fake for tests")
+        entries[name] = ManifestEntry(sha256_hex(data), len(data), tuple(array.shape),
+                                      "fake for tests")
     write_manifest(folder, spec, entries)
     return root

@@ -18,6 +18,7 @@ from rnnlab.cli import main
 from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, build_model
 from rnnlab.core.records import RunRecord
+from rnnlab.core.train import Batch, TrainConfig, make_optimizer, set_seed, train_one_epoch
 from rnnlab.tasks.addition import add_with_model
 from rnnlab.tasks.addition import data as addition
 from rnnlab.tasks.addition import study as addition_study
@@ -34,14 +35,14 @@ from rnnlab.tasks.addition.data import (
     parse_lengths,
     score,
 )
-from rnnlab.core.train import Batch, TrainConfig, make_optimizer, set_seed, train_one_epoch
 
 torch.set_num_threads(1)
 
 
 def tiny_model(hidden: int = 4) -> nn.Module:
     set_seed(0)
-    return build_model("per_step", ModelConfig(cell="lstm", input_size=2, hidden_size=hidden, num_outputs=1))
+    return build_model("per_step", ModelConfig(cell="lstm", input_size=2, hidden_size=hidden,
+                                                num_outputs=1))
 
 
 class ExactAdder(nn.Module):
@@ -120,7 +121,8 @@ def test_fresh_batches_replay_by_epoch():
     assert source.num_batches() == 4
     first, again = list(source.epoch_batches(1)), list(source.epoch_batches(1))
     assert [len(b) for b in first] == [32, 32, 32, 4]
-    assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y) for a, b in zip(first, again, strict=True))
+    assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+               for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0].x, next(source.epoch_batches(2)).x)
     fixed = next(FreshBatches(BinaryPairs(0), [6], 10, 10).epoch_batches(1))
     assert fixed.lengths is None and fixed.x.shape == (10, 6, 2)  # one length: no packing needed
@@ -147,22 +149,26 @@ def test_noise_only_on_unpadded_training_inputs():
 # -- objective, masking, metrics -------------------------------------------------------------
 def test_objective_by_hand():
     logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 4.0, 9.0]])
-    batch = Batch(torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), torch.tensor([2, 3]))
+    batch = Batch(torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]),
+                  torch.tensor([2, 3]))
     bce = BitObjective("bce")(logits, batch)
     assert (bce.items, bce.correct) == (5, 3)  # bits 0,1 of the first; bit 1 of the second
-    expected = (F.softplus(-torch.tensor(2.0)) + F.softplus(torch.tensor(-1.0)) + F.softplus(torch.tensor(3.0))
-                + F.softplus(torch.tensor(-4.0)) + F.softplus(torch.tensor(9.0))) / 5
+    expected = (F.softplus(-torch.tensor(2.0)) + F.softplus(torch.tensor(-1.0))
+                + F.softplus(torch.tensor(3.0)) + F.softplus(torch.tensor(-4.0))
+                + F.softplus(torch.tensor(9.0))) / 5
     assert math.isclose(float(bce.loss), float(expected), rel_tol=1e-6)
     mse = BitObjective("mse")(logits, batch)
     p = torch.sigmoid(logits)
-    expected = ((1 - p[0, 0]) ** 2 + p[0, 1] ** 2 + (1 - p[1, 0]) ** 2 + (1 - p[1, 1]) ** 2 + p[1, 2] ** 2) / 5
+    expected = ((1 - p[0, 0]) ** 2 + p[0, 1] ** 2 + (1 - p[1, 0]) ** 2 + (1 - p[1, 1]) ** 2
+                + p[1, 2] ** 2) / 5
     assert math.isclose(float(mse.loss), float(expected), rel_tol=1e-6)
 
 
 def test_reference_multiclass_ce_by_hand():
     """The reference's flawed loss: one softmax over a pair's steps of the sigmoid outputs."""
     logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 4.0, 9.0]])
-    batch = Batch(torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), torch.tensor([2, 3]))
+    batch = Batch(torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]),
+                  torch.tensor([2, 3]))
     result = BitObjective("multiclass-ce")(logits, batch)
     first = -torch.log_softmax(torch.sigmoid(logits[0, :2]), 0)[0]
     second = -torch.log_softmax(torch.sigmoid(logits[1]), 0)[:2].sum()
@@ -179,7 +185,8 @@ def test_padding_changes_neither_loss_nor_accuracy(loss):
     padded = Batch(torch.cat([data.x, torch.ones(40, extra, 2)], dim=1),
                    torch.cat([data.y, torch.ones(40, extra)], dim=1), data.lengths)
     with torch.no_grad():
-        plain, more = objective(model(batch.x, batch.lengths), batch), objective(model(padded.x, padded.lengths), padded)
+        plain = objective(model(batch.x, batch.lengths), batch)
+        more = objective(model(padded.x, padded.lengths), padded)
         garbage = torch.cat([model(batch.x, batch.lengths), 5 * torch.randn(40, extra)], dim=1)
         wild = objective(garbage, padded)
     for result in (more, wild):
@@ -193,7 +200,8 @@ def test_score_counts_whole_numbers():
     data = BinaryPairs(4).sample(50, range(1, 30), "score")
     batches = in_batches(data, 16)
     perfect = score(ExactAdder(), batches, BitObjective("bce"))
-    assert perfect["bit_accuracy"] == 1.0 and perfect["number_accuracy"] == 1.0 and perfect["pairs"] == 50
+    assert (perfect["bit_accuracy"] == 1.0 and perfect["number_accuracy"] == 1.0
+            and perfect["pairs"] == 50)
 
     class OneBitWrong(ExactAdder):
         def forward(self, x, lengths=None):
@@ -271,7 +279,8 @@ def test_train_dry_run_leaves_a_record(dry_run):
     config, summary = record.config(), record.summary()
     assert config["task"] == "addition" and config["model_kind"] == "per_step"
     assert config["model"]["input_size"] == 2 and config["model"]["num_outputs"] == 1
-    assert config["task_config"]["loss"] == "bce" and config["task_config"]["eval_lengths"] == "1-20,50"
+    assert (config["task_config"]["loss"] == "bce"
+            and config["task_config"]["eval_lengths"] == "1-20,50")
     rows = summary["test"]["by_length"]
     assert [r["length"] for r in rows] == [*range(1, 21), 50]
     assert all(0 <= r["bit_accuracy"] <= 1 and 0 <= r["number_accuracy"] <= 1 for r in rows)
@@ -301,8 +310,15 @@ def test_predict_prints_the_sum(dry_run, capsys):
     assert "10" in text and "true sum" in text and ("right" in text or "wrong" in text)
 
 
-@pytest.mark.parametrize("inputs", [["10a1", "0110"], ["", "1"], ["1"], ["1", "1", "1"], ["0b11", "1"],
-                                    ["1 1", "0"], ["-1", "1"], ["1\n0", "1"], ["1" * 12, "1", "--max-length", "11"],
+@pytest.mark.parametrize("inputs", [["10a1", "0110"],
+                                    ["", "1"],
+                                    ["1"],
+                                    ["1", "1", "1"],
+                                    ["0b11", "1"],
+                                    ["1 1", "0"],
+                                    ["-1", "1"],
+                                    ["1\n0", "1"],
+                                    ["1" * 12, "1", "--max-length", "11"],
                                     ["1", "1", "--max-length", "0"]])
 def test_bad_predict_inputs_are_one_line_errors(dry_run, capsys, inputs):
     assert main(["predict", str(dry_run), *inputs]) == 2
@@ -316,21 +332,24 @@ def test_max_length_can_be_raised(dry_run, capsys):
 
 
 def test_bad_train_options_are_one_line_errors(tmp_path, capsys):
-    for flags in (["--train-lengths", "5-3"], ["--eval-lengths", "x"], ["--hidden", "0"], ["--loss", "ce"]):
-        assert exit_code(["train", "addition", "--dry-run", "--out", str(tmp_path / "r"), *flags]) == 2
+    for flags in (["--train-lengths", "5-3"], ["--eval-lengths", "x"], ["--hidden", "0"],
+                  ["--loss", "ce"]):
+        assert exit_code(["train", "addition", "--dry-run", "--out", str(tmp_path / "r"),
+                          *flags]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error" in err
 
 
 def test_comparison_figure_labels_follow_their_records(dry_run, tmp_path):
     other = tmp_path / "other"
-    assert main(["train", "addition", "--dry-run", "--quiet", "--threads", "1", "--no-figures", "--seed", "9",
-                 "--eval-lengths", "1-20,50", "--out", str(other)]) == 0
+    assert main(["train", "addition", "--dry-run", "--quiet", "--threads", "1", "--no-figures",
+                 "--seed", "9", "--eval-lengths", "1-20,50", "--out", str(other)]) == 0
     runs = [("first", RunRecord.open(dry_run)), ("second", RunRecord.open(other))]
     fig = addition_study.accuracy_by_length_figure(runs)
     for ax, key in zip(fig.axes, ("bit_accuracy", "number_accuracy"), strict=True):
         for line, (label, record) in zip(ax.get_lines(), runs, strict=True):
             assert line.get_label() == label
-            assert list(line.get_ydata()) == pytest.approx([100 * r[key] for r in addition_study.by_length(record)])
+            expected = [100 * r[key] for r in addition_study.by_length(record)]
+            assert list(line.get_ydata()) == pytest.approx(expected)
     path = addition_study.draw_accuracy_by_length(runs, tmp_path / "cmp.png")
     assert path.stat().st_size > 1000

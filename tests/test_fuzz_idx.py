@@ -45,8 +45,8 @@ def valid_arrays(draw) -> np.ndarray:
     """A small array of any IDX dtype: 1 to 3 dimensions of 0 to 6."""
     dtype = draw(st.sampled_from(list(IDX_DTYPES.values()))).newbyteorder("=")
     shape = tuple(draw(st.lists(st.integers(0, 6), min_size=1, max_size=3)))
-    values = np.frombuffer(draw(st.binary(min_size=dtype.itemsize * int(np.prod(shape)),
-                                          max_size=dtype.itemsize * int(np.prod(shape)))), dtype=dtype)
+    size = dtype.itemsize * int(np.prod(shape))
+    values = np.frombuffer(draw(st.binary(min_size=size, max_size=size)), dtype=dtype)
     return values.reshape(shape)
 
 
@@ -104,7 +104,8 @@ def test_mutated_raw_files(scratch, array, mutations):
 def test_mutated_gzip_files(scratch, array, mutations, inside):
     """Damage the gzip stream itself, or the IDX bytes inside an intact stream."""
     raw = encode_idx(array)
-    data = gzip_bytes(mutate(raw, mutations, array.ndim)) if inside else mutate(gzip_bytes(raw), mutations, 0)
+    data = (gzip_bytes(mutate(raw, mutations, array.ndim)) if inside
+            else mutate(gzip_bytes(raw), mutations, 0))
     path = scratch / "file-idx3-ubyte.gz"
     path.write_bytes(data)
     read_or_user_error(path)

@@ -44,8 +44,8 @@ def addition_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory, fake_mnist_root) -> Path:
     out = tmp_path_factory.mktemp("mnist") / "run"
-    assert main(["train", "mnist", "--hidden", "4", "--batch-size", "500", "--data-dir", str(fake_mnist_root),
-                 "--out", str(out), *QUIET]) == 0
+    assert main(["train", "mnist", "--hidden", "4", "--batch-size", "500",
+                 "--data-dir", str(fake_mnist_root), "--out", str(out), *QUIET]) == 0
     return out
 
 
@@ -72,7 +72,8 @@ def assert_result_or_one_error(code: int, out: str, err: str) -> None:
 
 
 TOKENS = st.one_of(st.sampled_from(list("0123456789")), st.integers(-30, 30).map(str),
-                   st.text(max_size=8), st.sampled_from(["", " ", ",", "3,1,4", "1 2 3", "٣", "0x1", "1e3"]))
+                   st.text(max_size=8),
+                   st.sampled_from(["", " ", ",", "3,1,4", "1 2 3", "٣", "0x1", "1e3"]))
 
 
 @FUZZ
@@ -86,8 +87,10 @@ def test_recall_digits(recall_run, capsys, tokens):
 
 def test_recall_digits_known_answers(recall_run, capsys):
     assert predict(recall_run, ["3", "1", "4"], capsys)[0] == 0
-    for bad, message in [(["3", "x", "4"], "'x' is not a digit"), (["12", "3"], "digit 12 is outside 0..9"),
-                         (["3"], "this run recalls position K=1"), ([" "], "empty sequence")]:
+    for bad, message in [(["3", "x", "4"], "'x' is not a digit"),
+                         (["12", "3"], "digit 12 is outside 0..9"),
+                         (["3"], "this run recalls position K=1"),
+                         ([" "], "empty sequence")]:
         code, _, err = predict(recall_run, bad, capsys)
         assert code == 2 and message in err and len(err.splitlines()) == 1
 
@@ -122,7 +125,8 @@ def png_bytes(seed: int = 0) -> bytes:
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000), suffix=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".tif"]))
+@given(data=st.binary(max_size=3000),
+       suffix=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".tif"]))
 def test_random_bytes_as_an_image(mnist_run, tmp_path, capsys, data, suffix):
     path = tmp_path / f"digit{suffix}"
     path.write_bytes(data)
@@ -132,7 +136,8 @@ def test_random_bytes_as_an_image(mnist_run, tmp_path, capsys, data, suffix):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=8),
        cut=st.floats(0.05, 1.0))
 def test_damaged_png(mnist_run, tmp_path, capsys, edits, cut):
     data = bytearray(png_bytes())

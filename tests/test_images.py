@@ -176,9 +176,14 @@ def trained_run(tmp_path_factory):
     """An LSTM trained for a few seconds on 160 preprocessed synthetic glyphs."""
     from rnnlab.core.models import ModelConfig
     from rnnlab.core.runs import RunPlan, TaskData, execute_run
+    from rnnlab.core.train import (
+        ClassificationObjective,
+        ShuffledBatches,
+        TensorDataset,
+        TrainConfig,
+    )
     from rnnlab.tasks.mnist.data import MnistConfig as MnistTaskConfig
     from rnnlab.tasks.mnist.data import normalise
-    from rnnlab.core.train import ClassificationObjective, ShuffledBatches, TensorDataset, TrainConfig
 
     rng = np.random.default_rng(7)
     labels = [i % len(SHAPES) for i in range(160)]
@@ -272,7 +277,7 @@ def test_dry_run_predicts_nothing(trained_run, tmp_path, capsys):
     written = write_pngs(tmp_path / "in", raw, labels, count=2)
     code = predict_images(RunRecord.open(run), [str(tmp_path / "in")], predict_args(dry_run=True))
     out = capsys.readouterr().out
-    assert code == 0 and out.startswith("dry run: 2 of 2 image(s) readable") and str(written[0][0]) not in out
+    assert code == 0 and out.startswith("dry run: 2 of 2 input(s) readable") and str(written[0][0]) not in out
 
 
 # -- bad inputs: one line each, exit code 2, the good images still predicted --------------

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.core.errors import UserError
 from rnnlab.core.cells import CELLS
+from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, build_model
 
 
@@ -62,7 +62,8 @@ def test_bidirectional_readout_uses_h_n_not_last_step():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_packed_lengths_match_single_sequences(cell, bidirectional):
     torch.manual_seed(1)
-    cfg = ModelConfig(cell=cell, input_size=3, hidden_size=5, bidirectional=bidirectional, num_layers=2)
+    cfg = ModelConfig(cell=cell, input_size=3, hidden_size=5, bidirectional=bidirectional,
+                      num_layers=2)
     model = SequenceClassifier(cfg).eval()
     lengths = torch.tensor([4, 7, 2])
     x = torch.randn(3, 7, 3)
@@ -94,7 +95,8 @@ def test_lstm_cell_matches_hand_written_equations():
 def test_last_step_readout_reproduces_the_reference_flaw():
     """The flawed readout's backward half ignores every row but the last."""
     torch.manual_seed(0)
-    cfg = ModelConfig(cell="rnn", input_size=4, hidden_size=6, bidirectional=True, readout="last_step")
+    cfg = ModelConfig(cell="rnn", input_size=4, hidden_size=6, bidirectional=True,
+                      readout="last_step")
     model = SequenceClassifier(cfg).eval()
     x = torch.randn(2, 9, 4)
     out, _ = model.rnn(x)

@@ -7,11 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnlab.core.errors import UserError
 from rnnlab.core.cells import CELLS
+from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.core.records import RunRecord
 from rnnlab.core.seeding import stream_generator
+from rnnlab.core.train import ClassificationObjective, evaluate, train_one_epoch
 from rnnlab.tasks import recall
 from rnnlab.tasks.recall.data import (
     SEEDS,
@@ -21,7 +22,6 @@ from rnnlab.tasks.recall.data import (
     decode,
     make_splits,
 )
-from rnnlab.core.train import ClassificationObjective, evaluate, train_one_epoch
 
 torch.set_num_threads(1)
 
@@ -53,12 +53,14 @@ def test_fresh_batches_depend_only_on_seed_and_epoch():
     other_epoch = list(FreshBatches(task, 100, 32, seed=3).epoch_batches(2))
     assert [len(b) for b in first] == [32, 32, 32, 4]
     assert FreshBatches(task, 100, 32, seed=3).num_batches() == 4
-    assert all(torch.equal(p.x, q.x) and torch.equal(p.y, q.y) for p, q in zip(first, again, strict=True))
+    assert all(torch.equal(p.x, q.x) and torch.equal(p.y, q.y)
+               for p, q in zip(first, again, strict=True))
     assert not torch.equal(first[0].x, other_epoch[0].x)
 
 
 @settings(max_examples=30, deadline=None)
-@given(k=st.integers(0, 5), extra=st.integers(0, 3), spread=st.integers(0, 6), seed=st.integers(0, 2**31))
+@given(k=st.integers(0, 5), extra=st.integers(0, 3), spread=st.integers(0, 6),
+       seed=st.integers(0, 2**31))
 def test_label_is_the_digit_at_k_and_encoding_is_one_hot(k, extra, spread, seed):
     task = DigitSequences(k, k + 1 + extra, k + 1 + extra + spread)
     s = task.generate(200, stream_generator(SEEDS, seed, "t"))
@@ -75,7 +77,8 @@ def test_reference_sets_have_the_exercise_sizes():
     splits = make_splits(RecallConfig(), 2111)
     assert len(splits.train) == 800 and len(splits.valid) == 100 and len(splits.test) == 100
     assert torch.bincount(splits.train.lengths).tolist() == [0, 0, 0] + [100] * 8
-    assert splits.train.lengths[:9].tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 3]  # rounds of lengths 3..10
+    # rounds of lengths 3..10
+    assert splits.train.lengths[:9].tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 3]
     assert len(set(splits.test.lengths.tolist())) > 1  # random lengths
 
 
@@ -123,7 +126,8 @@ def test_lstm_learns_recall_on_a_small_budget():
     model = SequenceClassifier(ModelConfig(cell="lstm", input_size=10, hidden_size=10))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     objective = ClassificationObjective()
-    train_one_epoch(model, FreshBatches(task, 128 * 400, 128, seed=0).epoch_batches(1), objective, optimizer)
+    train_one_epoch(model, FreshBatches(task, 128 * 400, 128, seed=0).epoch_batches(1), objective,
+                    optimizer)
     test = task.generate(1000, stream_generator(SEEDS, 0, "test"))
     assert evaluate(model, test.dataset().in_order(500), objective)["accuracy"] > 0.95
 
@@ -161,7 +165,8 @@ def test_train_dry_run_leaves_records_and_figures(trained, capsys):
         assert sum(r["correct"] for r in by_length) == round(test["accuracy"] * test["examples"])
         examples = json.loads((run / "examples.json").read_text())
         assert sorted(e["length"] for e in examples["examples"]) == list(range(3, 11))
-        assert all(e["sequence"][1] == e["label"] for e in examples["examples"] + examples["errors"])
+        assert all(e["sequence"][1] == e["label"]
+                   for e in examples["examples"] + examples["errors"])
         for name in ("loss_curves", "valid_accuracy", "test_accuracy_by_length", "examples"):
             assert (run / "figures" / f"{name}.png").is_file()
     for name in ("train_loss", "valid_accuracy", "test_accuracy_by_length"):
@@ -198,7 +203,7 @@ def test_predict_prints_a_digit_top_k_and_json(cli, trained, capsys):
     (["3", "1.5", "4"], "'1.5' is not a digit"),
     ([""], "empty sequence"),
     (["7"], "at least 2 digits"),
-    (["1"] * 11 + ["--max-length", "10"], "more than max_length 10"),
+    (["1"] * 11 + ["--max-length", "10"], "more than --max-length 10"),
     (["3", "1", "--top", "11"], "--top must be in 1..10"),
 ])
 def test_bad_predict_inputs_are_one_line_errors(cli, trained, capsys, inputs, message):
@@ -216,15 +221,16 @@ def test_bad_predict_inputs_are_one_line_errors(cli, trained, capsys, inputs, me
     (["--hidden", "0"], "--hidden must be >= 1"),
 ])
 def test_bad_train_flags_are_one_line_errors(cli, tmp_path, capsys, flags, message):
-    assert cli(["train", "recall", "--dry-run", "--quiet", "--out", str(tmp_path / "r"), *flags]) == 2
+    assert cli(["train", "recall", "--dry-run", "--quiet", "--out", str(tmp_path / "r"),
+                *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
 def test_fresh_data_run_resumes_to_the_same_metrics(cli, tmp_path, capsys):
-    flags = ["train", "recall", "--data", "fresh", "--hidden", "3", "--batch-size", "16", "--epochs", "2",
-             "--train-size", "64", "--valid-size", "40", "--test-size", "100", "--quiet", "--no-figures",
-             "--threads", "1"]
+    flags = ["train", "recall", "--data", "fresh", "--hidden", "3", "--batch-size", "16",
+             "--epochs", "2", "--train-size", "64", "--valid-size", "40", "--test-size", "100",
+             "--quiet", "--no-figures", "--threads", "1"]
     assert cli([*flags, "--out", str(tmp_path / "a")]) == 0
     assert cli([*flags, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
     (tmp_path / "b" / "hidden-3" / "summary.json").unlink()  # as if interrupted after epoch 1

@@ -232,7 +232,7 @@ def test_profiles_accumulate_and_other_settings_are_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(base) == 2  # the full budget would silently reuse --quick runs
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--force" in err[0]
+    assert len(err) == 1 and "made with other settings" in err[0] and "force" in err[0]
 
 
 def test_one_reproduction_per_folder(tmp_path, capsys):

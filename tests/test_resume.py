@@ -46,7 +46,8 @@ def toy_data(n=96, seed=0) -> TensorDataset:
 
 def jitter(batch: Batch, generator: torch.Generator) -> Batch:
     """An augmentation drawing from the epoch's generator, like MNIST's random shifts."""
-    return Batch(batch.x + 0.05 * torch.randn(batch.x.shape, generator=generator), batch.y, batch.lengths)
+    return Batch(batch.x + 0.05 * torch.randn(batch.x.shape, generator=generator), batch.y,
+                 batch.lengths)
 
 
 def stop_after(batches, after: int, error: BaseException):
@@ -83,7 +84,8 @@ def run_toy(plan: RunPlan, wrap=lambda source: source, on_epoch=None) -> dict:
     data, objective = toy_data(), ClassificationObjective()
     source = ShuffledBatches(data, plan.train.batch_size, plan.train.seed, jitter)
     return execute_run(plan, lambda: TaskData(wrap(source), data.in_order(40), objective),
-                       lambda model, record: evaluate(model, data.in_order(40), objective), on_epoch)
+                       lambda model, record: evaluate(model, data.in_order(40), objective),
+                       on_epoch)
 
 
 def checkpoint(run: Path, name: str = "last") -> dict:
@@ -96,12 +98,15 @@ def assert_same_run(a: Path, b: Path, names=SAME_BYTES) -> None:
     for name in ("last", "best"):
         ca, cb = checkpoint(a, name), checkpoint(b, name)
         assert ca["epoch"] == cb["epoch"]
-        assert all(torch.equal(ca["state_dict"][k], cb["state_dict"][k]) for k in ca["state_dict"]), name
+        assert all(torch.equal(ca["state_dict"][k], cb["state_dict"][k])
+                   for k in ca["state_dict"]), name
     la, lb = checkpoint(a), checkpoint(b)
     assert torch.equal(la["torch_rng"], lb["torch_rng"])
     assert la["scheduler"] == lb["scheduler"]
-    for pa, pb in zip(la["optimizer"]["state"].values(), lb["optimizer"]["state"].values(), strict=True):
-        assert all(torch.equal(pa[k], pb[k]) if torch.is_tensor(pa[k]) else pa[k] == pb[k] for k in pa)
+    for pa, pb in zip(la["optimizer"]["state"].values(), lb["optimizer"]["state"].values(),
+                      strict=True):
+        assert all(torch.equal(pa[k], pb[k]) if torch.is_tensor(pa[k]) else pa[k] == pb[k]
+                   for k in pa)
 
 
 OPTIMISATION = [
@@ -111,12 +116,14 @@ OPTIMISATION = [
 ]
 
 
-@pytest.mark.parametrize("optimisation", OPTIMISATION, ids=lambda o: f"{o['optimizer']}-{o['schedule']}")
+@pytest.mark.parametrize("optimisation", OPTIMISATION,
+                         ids=lambda o: f"{o['optimizer']}-{o['schedule']}")
 def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(tmp_path, optimisation):
     run_toy(toy_plan(tmp_path / "full", **optimisation))
     part = toy_plan(tmp_path / "part", **optimisation)
     with pytest.raises(KeyboardInterrupt):
-        run_toy(part, wrap=lambda source: StopInEpoch(source, epoch=2, after=3, error=KeyboardInterrupt()))
+        run_toy(part, wrap=lambda source: StopInEpoch(source, epoch=2, after=3,
+                                                      error=KeyboardInterrupt()))
     assert checkpoint(part.out)["epoch"] == 1 and not (part.out / "summary.json").exists()
     run_toy(toy_plan(tmp_path / "part", resume=True, **optimisation))
     assert_same_run(tmp_path / "full", part.out)
@@ -155,7 +162,8 @@ def test_resume_removes_temp_files_left_by_a_killed_writer(tmp_path):
     run_toy(toy_plan(tmp_path / "full"))
     part = toy_plan(tmp_path / "part")
     with pytest.raises(KeyboardInterrupt):
-        run_toy(part, wrap=lambda source: StopInEpoch(source, epoch=2, after=1, error=KeyboardInterrupt()))
+        run_toy(part, wrap=lambda source: StopInEpoch(source, epoch=2, after=1,
+                                                      error=KeyboardInterrupt()))
     (part.out / "checkpoints/.last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     (part.out / ".metrics.csv.xyz.tmp").write_text("epoch,tr")
     run_toy(toy_plan(part.out, resume=True))
@@ -190,12 +198,12 @@ def test_a_last_checkpoint_that_does_not_fit_is_a_user_error(tmp_path):
 
 
 # -- through the command line: every task's own data source --------------------------
-RECALL = ["train", "recall", "--data", "fresh", "--hidden", "5", "--layers", "2", "--dropout", "0.2",
-          "--train-size", "64", "--valid-size", "20", "--test-size", "20", "--batch-size", "8",
-          "--epochs", "3", "--schedule", "cosine", "--clip", "1", "--seed", "3", "--threads", "1",
-          "--quiet", "--no-figures"]
-ADDITION = ["train", "addition", "--data", "fresh", "--train-noise", "0.1", "--hidden", "4", "--layers", "2",
-            "--dropout", "0.2",
+RECALL = ["train", "recall", "--data", "fresh", "--hidden", "5", "--layers", "2",
+          "--dropout", "0.2", "--train-size", "64", "--valid-size", "20", "--test-size", "20",
+          "--batch-size", "8", "--epochs", "3", "--schedule", "cosine", "--clip", "1",
+          "--seed", "3", "--threads", "1", "--quiet", "--no-figures"]
+ADDITION = ["train", "addition", "--data", "fresh", "--train-noise", "0.1", "--hidden", "4",
+            "--layers", "2", "--dropout", "0.2",
             "--train-size", "48", "--test-pairs", "10", "--eval-lengths", "3", "--eval-pairs", "5",
             "--batch-size", "8", "--epochs", "3", "--schedule", "onecycle", "--clip", "0.5",
             "--seed", "3", "--threads", "1", "--quiet", "--no-figures"]
@@ -215,8 +223,9 @@ def interrupt_in_epoch(monkeypatch, epoch: int, after: int) -> None:
     monkeypatch.setattr(rnnlab.core.train, "train_one_epoch", train_one_epoch)
 
 
-@pytest.mark.parametrize("argv,run_dir,extra", [(RECALL, "hidden-5", ("examples.json", "test_predictions.csv")),
-                                                (ADDITION, "", ("test_by_epoch.jsonl",))],
+@pytest.mark.parametrize("argv,run_dir,extra",
+                         [(RECALL, "hidden-5", ("examples.json", "test_predictions.csv")),
+                          (ADDITION, "", ("test_by_epoch.jsonl",))],
                          ids=["recall-fresh", "addition-fresh-noise"])
 def test_cli_ctrl_c_then_resume_matches(tmp_path, monkeypatch, capsys, argv, run_dir, extra):
     assert main([*argv, "--out", str(tmp_path / "full")]) == 0
@@ -247,7 +256,8 @@ def test_addition_kill_between_checkpoint_and_test_row_is_caught_up(tmp_path, mo
     with monkeypatch.context() as patch:
         patch.setattr(addition.EpochTester, "score_last", score_last)
         assert main([*ADDITION, "--out", str(tmp_path / "part")]) == 130
-        assert [r["epoch"] for r in addition_data.read_test_by_epoch(RunRecord(tmp_path / "part"))] == [1]
+        part = RunRecord(tmp_path / "part")
+        assert [r["epoch"] for r in addition_data.read_test_by_epoch(part)] == [1]
         assert checkpoint(tmp_path / "part")["epoch"] == 2
         assert main([*ADDITION, "--out", str(tmp_path / "part"), "--resume"]) == 0
     assert_same_run(tmp_path / "full", tmp_path / "part", (*SAME_BYTES, "test_by_epoch.jsonl"))

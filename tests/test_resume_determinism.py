@@ -13,7 +13,8 @@ from rnnlab.cli import main
 MNIST = ["train", "mnist", "--dry-run", "--cell", "lstm", "--hidden", "8", "--layers", "2",
          "--dropout", "0.3", "--augment-shift", "2", "--schedule", "onecycle", "--clip", "1",
          "--batch-size", "100", "--threads", "1", "--quiet", "--no-figures"]
-SAME_BYTES = ("config.json", "metrics.csv", "metrics.jsonl", "test_predictions.csv", "checkpoints/best.pt")
+SAME_BYTES = ("config.json", "metrics.csv", "metrics.jsonl", "test_predictions.csv",
+              "checkpoints/best.pt")
 
 
 def assert_equal(a, b) -> None:

@@ -35,7 +35,8 @@ TRAIN_ARGS = [
     "--clip", "0.5", "--seed", "5", "--threads", "1", "--no-figures",
 ]
 # Files that must be byte-identical; timing.csv and summary.json hold wall-clock times.
-SAME_BYTES = ("config.json", "metrics.csv", "metrics.jsonl", "test_predictions.csv", "examples.json")
+SAME_BYTES = ("config.json", "metrics.csv", "metrics.jsonl", "test_predictions.csv",
+              "examples.json")
 CHILD_TIMEOUT_S = 120
 
 
@@ -117,16 +118,19 @@ def assert_same_state(a, b, where: str = "") -> None:
 def assert_same_run(reference: Path, resumed: Path) -> None:
     for name in SAME_BYTES:
         assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
-    ref_last, new_last = load(reference / "checkpoints/last.pt"), load(resumed / "checkpoints/last.pt")
+    ref_last = load(reference / "checkpoints/last.pt")
+    new_last = load(resumed / "checkpoints/last.pt")
     for key in ("state_dict", "optimizer", "scheduler", "torch_rng", "epoch"):
         assert_same_state(ref_last[key], new_last[key], key)
     ref_fit, new_fit = ref_last["fit_state"], new_last["fit_state"]
     assert_same_state({k: v for k, v in ref_fit.items() if k != "timings"},
                       {k: v for k, v in new_fit.items() if k != "timings"}, "fit_state")
-    assert_same_state(load(reference / "checkpoints/best.pt"), load(resumed / "checkpoints/best.pt"), "best")
+    assert_same_state(load(reference / "checkpoints/best.pt"),
+                      load(resumed / "checkpoints/best.pt"), "best")
     ref_summary = json.loads((reference / "summary.json").read_text())
     new_summary = json.loads((resumed / "summary.json").read_text())
-    for key in ("test", "test_last_epoch", "best_epoch", "epochs", "best_valid_accuracy", "parameters"):
+    for key in ("test", "test_last_epoch", "best_epoch", "epochs", "best_valid_accuracy",
+                "parameters"):
         assert new_summary[key] == ref_summary[key], key
     assert not list(resumed.rglob("*.tmp")), "a temp file of an interrupted write was left behind"
 
@@ -198,6 +202,8 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(reference, tmp_pa
     temps = list((run / "checkpoints").glob(".last.pt.*.tmp"))
     assert len(temps) == 1 and temps[0].stat().st_size > 0  # the half-written file
     assert load(run / "checkpoints/last.pt")["epoch"] == 1  # the previous good one, whole
-    assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [1, 2]
-    assert main([*TRAIN_ARGS, "--out", str(out), "--quiet", "--resume"]) == 0  # here: one process less
+    metrics_lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [r["epoch"] for r in map(json.loads, metrics_lines)] == [1, 2]
+    # here: one process less
+    assert main([*TRAIN_ARGS, "--out", str(out), "--quiet", "--resume"]) == 0
     assert_same_run(reference, run)

@@ -120,7 +120,8 @@ def test_missing_or_extra_weights_are_refused(run, fake_mnist_root, capsys):
 
 def test_a_checkpoint_of_another_model_config_is_refused(run, fake_mnist_root, capsys, tmp_path):
     other = tmp_path / "other"
-    assert main([*TRAIN, "--hidden", "9", "--out", str(other), "--data-dir", str(fake_mnist_root)]) == 0
+    assert main([*TRAIN, "--hidden", "9", "--out", str(other),
+                 "--data-dir", str(fake_mnist_root)]) == 0
     shutil.copy(best(other), best(run))
     err = evaluate_error(run, fake_mnist_root, capsys)
     assert "checkpoint best.pt in" in err and "does not match the run's config.json" in err
@@ -151,12 +152,15 @@ def test_random_bytes_are_refused(run, fake_mnist_root, capsys, seed):
 
 @pytest.mark.parametrize("content", [[1, 2, 3], {"state_dict": {}}, {"format": "other"}],
                          ids=["list", "no-format", "other-format"])
-def test_weights_only_content_that_is_no_rnnlab_checkpoint_is_refused(run, fake_mnist_root, capsys, content):
+def test_weights_only_content_that_is_no_rnnlab_checkpoint_is_refused(run, fake_mnist_root, capsys,
+                                                                      content):
     torch.save(content, best(run))
     assert "best.pt is not an rnnlab checkpoint" in evaluate_error(run, fake_mnist_root, capsys)
 
 
-@pytest.mark.parametrize("change", [{"state_dict": [1, 2]}, {"model_kind": "oracle"}, {"state_dict": None}],
+@pytest.mark.parametrize("change", [{"state_dict": [1, 2]},
+                                    {"model_kind": "oracle"},
+                                    {"state_dict": None}],
                          ids=["weights-a-list", "unknown-model-kind", "no-weights"])
 def test_a_malformed_payload_is_refused(run, fake_mnist_root, capsys, change):
     torch.save({**payload(run), **change}, best(run))

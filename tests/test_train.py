@@ -49,7 +49,8 @@ def run_toy(plan):
 def test_loss_falls_on_a_tiny_fixed_batch():
     torch.manual_seed(0)
     data = toy_data(64)
-    model = SequenceClassifier(ModelConfig(cell="lstm", input_size=6, hidden_size=16, num_outputs=4))
+    model = SequenceClassifier(ModelConfig(cell="lstm", input_size=6, hidden_size=16,
+                                           num_outputs=4))
     optimizer = make_optimizer(model, TrainConfig(lr=0.02))
     batch = data.in_order(64)
     first = evaluate(model, batch, ClassificationObjective())["loss"]
@@ -65,7 +66,8 @@ def test_same_seed_gives_identical_metrics_files(tmp_path):
     for name in ("metrics.csv", "metrics.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     other = run_toy(toy_plan(tmp_path, "c", seed=4))
-    assert (tmp_path / "c" / "metrics.csv").read_bytes() != (tmp_path / "a" / "metrics.csv").read_bytes()
+    first_metrics = (tmp_path / "a" / "metrics.csv").read_bytes()
+    assert (tmp_path / "c" / "metrics.csv").read_bytes() != first_metrics
     assert other["test"]["accuracy"] >= 0.0
 
 
@@ -77,7 +79,8 @@ def test_run_folder_contents(tmp_path):
         assert (run / name).is_file(), name
     rows = RunRecord(run).metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "lr"}
+    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy",
+                            "lr"}
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
     assert summary["test"]["accuracy"] > 0.9  # the toy task is easy
     assert not list(run.rglob("*.tmp"))  # atomic writes leave no temp files
@@ -96,7 +99,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     run_toy(toy_plan(tmp_path))
-    with pytest.raises(UserError, match="--force"):
+    with pytest.raises(UserError, match="set `force` to overwrite"):
         run_toy(toy_plan(tmp_path))
     run_toy(RunPlan(**{**toy_plan(tmp_path).__dict__, "force": True}))
 
@@ -114,28 +117,34 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
             raise Interrupt
 
     data, objective = toy_data(), ClassificationObjective()
-    build = lambda: TaskData(ShuffledBatches(data, 32, plan.train.seed), data.in_order(100), objective)  # noqa: E731
+    build = lambda: TaskData(ShuffledBatches(data, 32, plan.train.seed),  # noqa: E731
+                             data.in_order(100), objective)
     test = lambda model, record: evaluate(model, data.in_order(100), objective)  # noqa: E731
     with pytest.raises(Interrupt):
         execute_run(plan, build, test, on_epoch=stop_after_two)
     assert not (plan.out / "summary.json").exists()
     execute_run(RunPlan(**{**plan.__dict__, "resume": True}), build, test)
-    assert (plan.out / "metrics.csv").read_bytes() == (tmp_path / "full" / "metrics.csv").read_bytes()
+    full_metrics = (tmp_path / "full" / "metrics.csv").read_bytes()
+    assert (plan.out / "metrics.csv").read_bytes() == full_metrics
     full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)["state_dict"]
     resumed = torch.load(plan.out / "checkpoints/last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
-@pytest.mark.parametrize("field,value", [("epochs", -1), ("batch_size", 0), ("lr", 0.0),
-                                         ("clip", -1.0), ("optimizer", "rmsprop"), ("schedule", "step")])
+@pytest.mark.parametrize("field,value", [("epochs", -1),
+                                         ("batch_size", 0),
+                                         ("lr", 0.0),
+                                         ("clip", -1.0),
+                                         ("optimizer", "rmsprop"),
+                                         ("schedule", "step")])
 def test_train_config_rejects_bad_values(field, value):
     with pytest.raises(UserError):
         TrainConfig(**{field: value})
 
 
 def test_shift_augmentation_keeps_ink_and_moves_it():
-    from rnnlab.tasks.mnist.data import shift_images
     from rnnlab.core.train import Batch
+    from rnnlab.tasks.mnist.data import shift_images
 
     x = torch.zeros(4, 28, 28)
     x[:, 10:18, 10:18] = 1.0

@@ -34,7 +34,8 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 def check(task: str, options: list[str], message: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    err = one_line_error(["train", task, *options, "--out", str(out), "--quiet", "--no-figures"], capsys)
+    err = one_line_error(["train", task, *options, "--out", str(out), "--quiet", "--no-figures"],
+                         capsys)
     assert message in err, err
     assert not out.exists(), "the run folder was created before the options were checked"
 
@@ -43,9 +44,9 @@ TOO_BIG = str(2**32)
 SHARED = [  # options every task shares (rnnlab/options.py): the model, optimisation, runtime
     (["--hidden", "0"], "--hidden must be >= 1, got 0"),
     (["--hidden", "-5"], "--hidden must be >= 1, got -5"),
-    (["--hidden", "1000000"], "parameters, more than 1,073,741,824; choose a smaller --hidden"),
+    (["--hidden", "1000000"], "parameters, more than 1,073,741,824; choose a smaller size"),
     (["--layers", "0"], "--layers must be >= 1, got 0"),
-    (["--layers", "100000", "--hidden", "10000"], "choose a smaller --hidden or --layers"),
+    (["--layers", "100000", "--hidden", "10000"], "choose a smaller size or fewer layers"),
     (["--dropout", "-0.1"], "dropout must be in [0, 1), got -0.1"),
     (["--dropout", "1"], "dropout must be in [0, 1), got 1.0"),
     (["--dropout", "nan"], "dropout must be in [0, 1), got nan"),
@@ -93,7 +94,8 @@ MNIST = [
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
 ]
 RECALL = [
-    (["--k", "3", "--min-length", "3"], "--k (3) is not a position of every sequence: it must be < min_length (3)"),
+    (["--k", "3", "--min-length", "3"],
+     "--k (3) is not a position of every sequence: it must be < min_length (3)"),
     (["--k", "5"], "--k (5) is not a position of every sequence"),
     (["--k", "-1"], "k must be >= 0 (positions are zero-based), got -1"),
     (["--min-length", "0", "--k", "0"], "min-length must be >= 1, got 0"),
@@ -138,11 +140,11 @@ def test_addition_options(case, tmp_path, capsys):
 def test_the_edges_of_the_ranges_are_accepted(tmp_path, capsys):
     """epochs 0, dropout 0, the smallest model: valid, and train (recall needs no data files)."""
     out = tmp_path / "run"
-    assert main(["train", "recall", "--epochs", "0", "--hidden", "1", "--layers", "1", "--dropout", "0",
-                 "--k", "0", "--min-length", "1", "--max-length", "1", "--train-size", "1",
-                 "--valid-size", "1", "--test-size", "1", "--batch-size", "1", "--seed", "0",
-                 "--lr", "1e-9", "--clip", "1e-9", "--threads", "1", "--out", str(out), "--quiet",
-                 "--no-figures"]) == 0
+    assert main(["train", "recall", "--epochs", "0", "--hidden", "1", "--layers", "1",
+                 "--dropout", "0", "--k", "0", "--min-length", "1", "--max-length", "1",
+                 "--train-size", "1", "--valid-size", "1", "--test-size", "1", "--batch-size", "1",
+                 "--seed", "0", "--lr", "1e-9", "--clip", "1e-9", "--threads", "1",
+                 "--out", str(out), "--quiet", "--no-figures"]) == 0
     summary = json.loads((out / "hidden-1" / "summary.json").read_text())
     assert summary["epochs"] == 0 and math.isfinite(summary["test"]["loss"])
 
@@ -168,6 +170,7 @@ def test_the_size_guard_counts_exactly_the_recurrent_parameters(cell, layers, bi
     from rnnlab.core.models import ModelConfig, build_model
     from rnnlab.core.runs import recurrent_parameters
 
-    cfg = ModelConfig(cell=cell, input_size=7, hidden_size=5, num_layers=layers, bidirectional=bidirectional)
+    cfg = ModelConfig(cell=cell, input_size=7, hidden_size=5, num_layers=layers,
+                      bidirectional=bidirectional)
     model = build_model("classifier", cfg)
     assert recurrent_parameters(cfg) == sum(p.numel() for p in model.rnn.parameters())

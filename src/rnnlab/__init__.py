@@ -4,7 +4,17 @@ The Python API lives here (see :mod:`rnnlab.api` and docs/api.md); the command l
 is ``rnnlab`` (:mod:`rnnlab.cli`).
 """
 
-from rnnlab.api import Prediction, Run, Task, load, register_task, reproduce, tasks, train
+from rnnlab.api import (
+    Prediction,
+    Run,
+    Task,
+    fetch_data,
+    load,
+    register_task,
+    reproduce,
+    tasks,
+    train,
+)
 from rnnlab.core.errors import (
     CheckpointError,
     ConfigError,
@@ -18,6 +28,6 @@ from rnnlab.core.version import __version__
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "InputError", "Prediction", "Run",
-    "RunFolderError", "Task", "UnknownNameError", "UserError", "__version__", "load",
+    "RunFolderError", "Task", "UnknownNameError", "UserError", "__version__", "fetch_data", "load",
     "register_task", "reproduce", "tasks", "train",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 
 from torch import nn
 
+from rnnlab.core.data import dataset_dir, fetch
 from rnnlab.core.errors import InputError
 from rnnlab.core.records import RunRecord
 from rnnlab.core.threads import configure_threads
@@ -111,6 +112,14 @@ class Run:
         return evaluate_run(self.path, data_dir=data_dir)
 
 
+def fetch_data(dataset: str = "mnist", data_dir: str | Path | None = None,
+               log: Callable[[str], None] | None = None) -> Path:
+    """Make a data set present and verified (``rnnlab data fetch``); returns its folder.
+    ``log`` receives each step's line (e.g. ``print``); by default nothing is shown."""
+    fetch(dataset, data_dir, log=log if log is not None else (lambda line: None))
+    return dataset_dir(dataset, data_dir)
+
+
 def load(path: str | Path) -> Run:
     """The run in folder ``path``."""
     return Run(path)
@@ -141,5 +150,5 @@ def reproduce(**options: Any) -> ReproduceResult:
     return reproduce_options(ReproduceOptions(**options))
 
 
-__all__ = ["Prediction", "Run", "RunRecord", "Task", "load", "register_task", "reproduce",
-           "tasks", "train"]
+__all__ = ["Prediction", "Run", "RunRecord", "Task", "fetch_data", "load", "register_task",
+           "reproduce", "tasks", "train"]

@@ -15,8 +15,14 @@ import warnings
 from collections.abc import Sequence
 
 from rnnlab.cli import data, study, train
-from rnnlab.cli.parsing import HelpFormatter, OneLineErrorParser, new_subparsers
-from rnnlab.core.errors import ConfigError, Notice, UserError
+from rnnlab.cli.parsing import (
+    HelpFormatter,
+    OneLineErrorParser,
+    cli_message,
+    flags_for_settings,
+    new_subparsers,
+)
+from rnnlab.core.errors import Notice, UserError
 from rnnlab.core.version import __version__
 
 
@@ -45,7 +51,7 @@ def os_error_line(err: OSError) -> str:
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     kind = "note" if issubclass(category, Notice) else "warning"
-    sys.stderr.write(f"rnnlab: {kind}: {message}\n")
+    sys.stderr.write(f"rnnlab: {kind}: {flags_for_settings(str(message))}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,11 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous, warnings.showwarning = warnings.showwarning, show_warning
     try:
         return int(args.func(args) or 0)
-    except ConfigError as err:  # the library names the setting; the command line, its flag
-        sys.stderr.write(f"rnnlab: error: {err.for_flag()}\n")
-        return UserError.exit_code
     except UserError as err:
-        sys.stderr.write(f"rnnlab: error: {err}\n")
+        sys.stderr.write(f"rnnlab: error: {cli_message(err)}\n")
         return UserError.exit_code
     except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)

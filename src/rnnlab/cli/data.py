@@ -16,7 +16,7 @@ from rnnlab.core.data.store import (
     fetch_command,
     inspect_dataset,
 )
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError, UserError
 
 DESCRIPTION = """\
 Get MNIST or Fashion-MNIST onto this machine as the four standard IDX files
@@ -92,7 +92,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         problem = _show_dataset(args.dataset, args.data_dir)
         if problem:
-            raise UserError(problem)
+            raise DataError(problem)
         return 0
     problems = []
     for name in DATASETS:
@@ -112,9 +112,9 @@ def run_info(args: argparse.Namespace) -> int:
         if problem:
             problems.append(problem)
     if len(problems) == 1:
-        raise UserError(problems[0])
+        raise DataError(problems[0])
     if problems:
-        raise UserError(f"{len(problems)} data sets need repair: {'; '.join(problems)}")
+        raise DataError(f"{len(problems)} data sets need repair: {'; '.join(problems)}")
     return 0
 
 

@@ -4,10 +4,14 @@ and option groups generated from the settings declared on the config dataclasses
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
+from rnnlab.core.errors import ConfigError, UserError
 from rnnlab.core.settings import Setting
+
+SETTING_REFERENCE = re.compile(r"`([a-z][a-z0-9_]*)`")  # how library messages name a setting
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -61,3 +65,13 @@ def add_settings(parser: argparse.ArgumentParser, title: str, settings: Sequence
 def values_of(args: argparse.Namespace, settings: Sequence[Setting]) -> dict:
     """The parsed values of ``settings``, by setting name."""
     return {s.name: getattr(args, s.name) for s in settings}
+
+
+def flags_for_settings(text: str) -> str:
+    """Library text in the command line's words: each `setting` becomes its flag."""
+    return SETTING_REFERENCE.sub(lambda m: "--" + m.group(1).replace("_", "-"), text)
+
+
+def cli_message(err: UserError) -> str:
+    """A library error as the command line says it (a ConfigError names its setting first)."""
+    return flags_for_settings(err.for_flag() if isinstance(err, ConfigError) else str(err))

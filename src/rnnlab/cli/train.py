@@ -11,7 +11,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnnlab.cli.parsing import HelpFormatter, add_settings, new_subparsers, values_of
+from rnnlab.cli.parsing import (
+    HelpFormatter,
+    add_settings,
+    cli_message,
+    new_subparsers,
+    values_of,
+)
 from rnnlab.core.errors import InputError
 from rnnlab.core.records import RunRecord
 from rnnlab.core.threads import configure_threads
@@ -127,7 +133,8 @@ def add_predict_parser(commands) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0, help="unused by prediction; kept for symmetry")
-    p.add_argument("--dry-run", action="store_true", help="check inputs and the run, predict nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check inputs and the run, predict nothing")
     p.set_defaults(func=run_predict)
 
 
@@ -144,7 +151,7 @@ def run_predict(args: argparse.Namespace) -> int:
         for result in predict_run(args.run, args.inputs, options):
             if isinstance(result, InputError):
                 failed += 1
-                tqdm.write(f"rnnlab: error: {result}", file=sys.stderr)
+                tqdm.write(f"rnnlab: error: {cli_message(result)}", file=sys.stderr)
             elif args.dry_run:
                 readable += 1
             else:

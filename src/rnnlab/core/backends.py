@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.core.cells import Cell, cell_of, get_cell
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import check_choice
 
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16")
@@ -285,7 +285,7 @@ class _RecurrentLayer(torch.autograd.Function):
         cell, split = kernels.cell, kernels.cell.kernels.split
         if ctx.done:
             raise RuntimeError("the compiled recurrent backend runs each backward pass once "
-                               "(no retain_graph); use --backend stock")
+                               "(no retain_graph); use `backend` stock")
         ctx.done = True
         xh, out, c, acts, *ws = ctx.saved_tensors
         D, F, H = lay.D, lay.F, lay.H
@@ -537,11 +537,6 @@ def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None,
     work = train_steps * train_gflop(cell, B, T, F, rnn.hidden_size, rnn.num_layers, directions)
     saved = work / STOCK_GFLOPS * (1 - 1 / speedup)
     return rnn.hidden_size >= AUTO_MIN_HIDDEN and B >= AUTO_MIN_BATCH and saved >= COMPILE_SECONDS
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32",

@@ -64,4 +64,5 @@ def check(ok: bool, setting: str, problem: str) -> None:
 def check_choice(setting: str, value: object, choices: tuple | list) -> None:
     """Raise a ConfigError naming the valid choices unless ``value`` is one of them."""
     if value not in choices:
-        raise ConfigError(setting, f"{value!r} is unknown; choose one of {', '.join(map(str, choices))}")
+        raise ConfigError(setting, f"{value!r} is unknown; "
+                                   f"choose one of {', '.join(map(str, choices))}")

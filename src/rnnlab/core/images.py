@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from rnnlab.core.errors import InputError, UserError
+from rnnlab.core.errors import ConfigError, InputError, UserError
 from rnnlab.core.fileio import atomic_write_with
 
 SIZE = 28  # the MNIST field
@@ -37,7 +37,8 @@ LAYOUTS = {"mnist": (20, True), "fashion-mnist": (28, False)}
 CENTRE = 14.0
 MIN_CONTRAST = 0.12  # ink must differ from the background by 12% of full scale, else blank page
 INK_THRESHOLD = 0.2  # fraction of the ink's contrast that counts as ink when cropping
-NOISE_FLOOR = 0.05  # fainter than this (fraction of contrast) is background: JPEG noise, paper grain
+# fainter than this (fraction of contrast) is background: JPEG noise, paper grain
+NOISE_FLOOR = 0.05
 MAX_WORKING_SIDE = 1024  # larger images are box-averaged down first (speed, memory)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                             ".pbm", ".pgm", ".ppm", ".pnm"})
@@ -97,7 +98,8 @@ def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
     return float(a.sum(axis=1) @ rows) / total, float(a.sum(axis=0) @ cols) / total
 
 
-def preprocess_image(img: Image.Image, name: str | None = None, dataset: str = "mnist") -> np.ndarray:
+def preprocess_image(img: Image.Image, name: str | None = None,
+                     dataset: str = "mnist") -> np.ndarray:
     """Any image -> uint8 (28, 28) in the form ``dataset`` was made in, light ink on black.
 
     MNIST: the ink scaled to fit 20x20 (aspect kept), its centre of mass at the centre
@@ -173,9 +175,11 @@ def load_image(path: str | Path, dataset: str = "mnist") -> np.ndarray:
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF...)") from None
+        raise InputError(f"{path}: not an image Pillow can read "
+                         "(PNG, JPEG, BMP, GIF, TIFF...)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+        raise InputError(f"{path}: image too large "
+                         f"(over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except Exception as err:  # Pillow's decoders raise many types on corrupt data
         detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: truncated or corrupt image ({detail})") from None
@@ -205,12 +209,14 @@ def expand_input(item: str, errors: list[str]) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
         if not found:
-            errors.append(f"{item}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            errors.append(f"{item}: folder holds no image files "
+                          f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         return found
     if path.exists() or path.is_symlink():
         return [path]  # a named file is tried whatever its suffix
     if GLOB_CHARS & set(item):
-        found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file() and is_image_name(Path(p)))
+        found = sorted(Path(p) for p in glob.glob(item)
+                       if Path(p).is_file() and is_image_name(Path(p)))
         if not found:
             errors.append(f"{item}: no image files match")
         return found
@@ -222,7 +228,7 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
     """Where each image's 28x28 goes: ``out`` for one image, ``OUT-<stem>.png`` for several."""
     target = Path(out)
     if target.suffix.lower() not in Image.registered_extensions():
-        raise InputError(f"show_input {out}: give an image file name such as input.png")
+        raise ConfigError("show_input", f"{out}: give an image file name such as input.png")
     if len(paths) == 1:
         result = [target]
     else:
@@ -234,7 +240,8 @@ def show_input_paths(out: str, paths: Sequence[Path]) -> list[Path]:
             result.append(target.with_name(f"{target.stem}-{path.stem}{suffix}{target.suffix}"))
     clash = {p.resolve() for p in paths} & {p.resolve() for p in result}
     if clash:
-        raise InputError(f"show_input {out} would overwrite the input {min(clash)}; choose another name")
+        raise ConfigError("show_input",
+                          f"{out} would overwrite the input {min(clash)}; choose another name")
     return result
 
 
@@ -244,4 +251,4 @@ def save_input(path: Path, pixels: np.ndarray) -> None:
     try:
         atomic_write_with(path, lambda fh: image.save(fh, format=fmt))
     except OSError as err:
-        raise InputError(f"show_input {str(path)[:160]}: {err.strerror or err}") from None
+        raise ConfigError("show_input", f"{str(path)[:160]}: {err.strerror or err}") from None

@@ -1,5 +1,6 @@
-"""Recurrent models, top to bottom: the cell registry, the config, the sequence
-classifier (one label per sequence) and the per-step model (one logit per step).
+"""Recurrent models, top to bottom: the config, the recurrent layer (from the cell
+declarations in core.cells), the sequence classifier (one label per sequence) and
+the per-step model (one logit per step).
 
 Both read variable-length batches through ``pack_padded_sequence`` when given
 ``lengths``, so padding never reaches the recurrence.
@@ -88,13 +89,8 @@ def stock_recurrent(rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None):
     return out, final_hidden(h_n)
 
 
-class SequenceClassifier(nn.Module):
-    """One label per sequence, read from h_n of every direction of the last layer.
-
-    The reference read the output at the last time step, which for the backward
-    direction has seen only the last row; h_n of the backward direction has seen
-    the whole sequence.
-    """
+class RecurrentModel(nn.Module):
+    """The recurrent layers, dropout and a linear head; subclasses say what the head reads."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -102,6 +98,15 @@ class SequenceClassifier(nn.Module):
         self.rnn = make_recurrent(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.directions * cfg.hidden_size, cfg.num_outputs)
+
+
+class SequenceClassifier(RecurrentModel):
+    """One label per sequence, read from h_n of every direction of the last layer.
+
+    The reference read the output at the last time step, which for the backward
+    direction has seen only the last row; h_n of the backward direction has seen
+    the whole sequence.
+    """
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
@@ -115,15 +120,8 @@ class SequenceClassifier(nn.Module):
         return self.head(self.dropout(features))  # (B, C)
 
 
-class PerStepModel(nn.Module):
+class PerStepModel(RecurrentModel):
     """One output per time step (e.g. one sum bit per input bit pair)."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.rnn = make_recurrent(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.directions * cfg.hidden_size, cfg.num_outputs)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
@@ -132,12 +130,14 @@ class PerStepModel(nn.Module):
         return logits.squeeze(-1) if self.cfg.num_outputs == 1 else logits  # (B, T) for bits
 
 
-MODEL_KINDS: dict[str, type[nn.Module]] = {"classifier": SequenceClassifier, "per_step": PerStepModel}
+MODEL_KINDS: dict[str, type[RecurrentModel]] = {"classifier": SequenceClassifier,
+                                           "per_step": PerStepModel}
 
 
 def build_model(kind: str, cfg: ModelConfig) -> nn.Module:
     if kind not in MODEL_KINDS:
-        raise UnknownNameError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        raise UnknownNameError(f"unknown model kind {kind!r}; "
+                               f"choose one of {', '.join(MODEL_KINDS)}")
     return MODEL_KINDS[kind](cfg)
 
 

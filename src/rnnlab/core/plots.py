@@ -50,7 +50,8 @@ def curves_figure(runs: Sequence[tuple[str, RunRecord]], keys: Sequence[tuple[st
     return fig
 
 
-def draw_learning_curves(runs: Sequence[tuple[str, RunRecord]], out_dir: Path, prefix: str = "") -> list[Path]:
+def draw_learning_curves(runs: Sequence[tuple[str, RunRecord]], out_dir: Path,
+                         prefix: str = "") -> list[Path]:
     """Training/validation loss and validation accuracy by epoch, one line per run."""
     loss = curves_figure(runs, [("train_loss", "train"), ("valid_loss", "valid")], "loss",
                          "Loss by epoch")
@@ -89,12 +90,13 @@ def draw_confusion(matrix: np.ndarray, names: Sequence[str], path: Path) -> Path
     return save(fig, path)
 
 
-def draw_image_grid(images: np.ndarray, rows: list[dict[str, int]], names: Sequence[str], path: Path,
-                    title: str) -> Path:
+def draw_image_grid(images: np.ndarray, rows: list[dict[str, int]], names: Sequence[str],
+                    path: Path, title: str) -> Path:
     """Images with 'pred / true' captions; misclassified ones in red with a red frame."""
     n = len(rows)
     cols = min(n, 10)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(1.3 * cols, 1.6 * ((n + cols - 1) // cols)),
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols,
+                             figsize=(1.3 * cols, 1.6 * ((n + cols - 1) // cols)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -123,8 +125,8 @@ Series = tuple[str, Sequence[float], Sequence[float]]  # (legend label, x values
 
 
 def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str, title: str,
-               dashed: Sequence[Series] = (), log_x: bool = False, ylim: tuple[float, float] | None = None,
-               integer_x: bool = False) -> Path:
+               dashed: Sequence[Series] = (), log_x: bool = False,
+               ylim: tuple[float, float] | None = None, integer_x: bool = False) -> Path:
     """One solid line per series; ``dashed`` series (e.g. the reference's curves) take the
     colour of the solid series with the same label prefix, or the next free colour."""
     fig, ax = plt.subplots(figsize=(6.4, 4))

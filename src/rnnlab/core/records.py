@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import CheckpointError, RunFolderError
 from rnnlab.core.fileio import atomic_open, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
@@ -62,9 +62,9 @@ class RunRecord:
         """A fresh run folder; refuses to overwrite an existing run unless ``force``."""
         record = cls(run_dir)
         if record.dir.exists() and any(record.dir.iterdir()) and not force:
-            raise UserError(
-                f"run folder {record.dir} already exists; pass --force to overwrite it "
-                "or --resume to continue it"
+            raise RunFolderError(
+                f"run folder {record.dir} already exists; set `force` to overwrite it "
+                "or `resume` to continue it"
             )
         if force and record.dir.exists():
             record.remove_outputs()
@@ -86,7 +86,7 @@ class RunRecord:
         """An existing run folder; a one-line error when it is not one."""
         record = cls(run_dir)
         if not (record.dir / "config.json").is_file():
-            raise UserError(f"{record.dir} is not an rnnlab run folder (no config.json)")
+            raise RunFolderError(f"{record.dir} is not an rnnlab run folder (no config.json)")
         return record
 
     # -- config and summary -------------------------------------------------------
@@ -106,9 +106,12 @@ class RunRecord:
     def draw_figures(self, draw: Callable[[RunRecord], list[Path]]) -> list[Path]:
         """``draw(self)``, then the mark that says the figures are complete."""
         (self.figures_dir / FIGURES_DRAWN).unlink(missing_ok=True)
+        for tmp in self.figures_dir.glob(".*.tmp"):  # a figure write a kill cut short
+            tmp.unlink(missing_ok=True)
         paths = draw(self)
         self.figures_dir.mkdir(exist_ok=True)
-        atomic_write_text(self.figures_dir / FIGURES_DRAWN, "".join(f"{p.name}\n" for p in paths if p is not None))
+        atomic_write_text(self.figures_dir / FIGURES_DRAWN,
+                          "".join(f"{p.name}\n" for p in paths if p is not None))
         return paths
 
     def read_json(self, name: str) -> dict:
@@ -116,11 +119,12 @@ class RunRecord:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise UserError(f"{path} is missing") from None
+            raise RunFolderError(f"{path} is missing") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"{path} is not valid JSON ({err}); delete the run and train again") from None
+            raise RunFolderError(f"{path} is not valid JSON ({err}); "
+                                 "delete the run and train again") from None
         if not isinstance(data, dict):
-            raise UserError(f"{path} is not a JSON object; delete the run and train again")
+            raise RunFolderError(f"{path} is not a JSON object; delete the run and train again")
         return data
 
     def config(self) -> dict:
@@ -157,7 +161,8 @@ class RunRecord:
 
     def write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
         """One JSON object per line, the whole file rewritten atomically."""
-        atomic_write_text(self.dir / name, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        atomic_write_text(self.dir / name,
+                          "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         """The rows of a JSON-lines file of this run ([] when it is absent)."""
@@ -167,7 +172,7 @@ class RunRecord:
         try:
             return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"{path} is corrupt ({err})") from None
+            raise RunFolderError(f"{path} is corrupt ({err})") from None
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, name: str, payload: dict) -> Path:
@@ -200,10 +205,10 @@ def error_detail(err: BaseException, limit: int = 200) -> str:
 def load_checkpoint_file(path: Path) -> dict:
     """Load with ``weights_only=True``: tensors and plain containers only, no code runs.
 
-    Whatever the bytes, the only exception that escapes is a one-line UserError.
+    Whatever the bytes, the only exception that escapes is a one-line CheckpointError.
     """
     if not path.is_file():
-        raise UserError(f"checkpoint {path} is missing; train the run first")
+        raise CheckpointError(f"checkpoint {path} is missing; train the run first")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols: not for the user
             warnings.simplefilter("ignore")
@@ -212,13 +217,15 @@ def load_checkpoint_file(path: Path) -> dict:
         # torch's message is many lines; keep the name of the refused global, if any.
         refused = re.search(r"GLOBAL ([\w.]+)", str(err))
         if refused is None:
-            raise UserError(f"checkpoint {path} is corrupt (not a weights-only pickle); "
-                            "delete it and train again") from None
-        raise UserError(f"refusing checkpoint {path}: it holds a pickled object ({refused.group(1)}), "
-                        "not only weights; rnnlab never runs code from a checkpoint") from None
+            raise CheckpointError(f"checkpoint {path} is corrupt (not a weights-only pickle); "
+                                  "delete it and train again") from None
+        raise CheckpointError(f"refusing checkpoint {path}: "
+                              f"it holds a pickled object ({refused.group(1)}), "
+                              "not only weights; "
+                              "rnnlab never runs code from a checkpoint") from None
     except Exception as err:  # any failure to parse untrusted bytes means "corrupt"
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
-                        "delete it and train again") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
+                              "delete it and train again") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not an rnnlab checkpoint")
+        raise CheckpointError(f"{path} is not an rnnlab checkpoint")
     return payload

@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from rnnlab.core.cells import get_cell
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import CheckpointError, ConfigError, RunFolderError
 from rnnlab.core.models import ModelConfig, build_model, count_parameters
 from rnnlab.core.records import RunRecord, error_detail
 from rnnlab.core.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
 from rnnlab.core.version import __version__
 
-MAX_PARAMETERS = 2**30  # 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
+# 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
+MAX_PARAMETERS = 2**30
 
 
 def recurrent_parameters(cfg: ModelConfig) -> int:
@@ -48,16 +49,16 @@ class RunPlan:
         """Refuse a model too large to allocate now, before any data is loaded or file written."""
         parameters = recurrent_parameters(self.model)
         if parameters > MAX_PARAMETERS:
-            raise UserError(f"the model would have {parameters:,} parameters, more than {MAX_PARAMETERS:,}; "
-                            "choose a smaller --hidden or --layers")
+            raise ConfigError("hidden", f"and layers would make {parameters:,} parameters, more "
+                              f"than {MAX_PARAMETERS:,}; choose a smaller size or fewer layers")
 
     def config(self) -> dict:
         return {"task": self.task, "model_kind": self.model_kind, "model": self.model.to_dict(),
                 "train": self.train.to_dict(), "task_config": self.task_config}
 
     def checkpoint_meta(self) -> dict:
-        return {"task": self.task, "model_kind": self.model_kind, "model_config": self.model.to_dict(),
-                "task_config": self.task_config}
+        return {"task": self.task, "model_kind": self.model_kind,
+                "model_config": self.model.to_dict(), "task_config": self.task_config}
 
 
 @dataclass
@@ -79,8 +80,10 @@ def saved_config(record: RunRecord) -> dict:
     config = record.config()
     model, train = config.get("model", {}), config.get("train", {})
     if not isinstance(model, dict) or not isinstance(train, dict):
-        raise UserError(f"{record.dir / 'config.json'} is not an rnnlab run config (model and train must be objects)")
-    return {**config, "model": {**ModelConfig().to_dict(), **model}, "train": {**TrainConfig().to_dict(), **train}}
+        raise RunFolderError(f"{record.dir / 'config.json'} is not an rnnlab run config "
+                             "(model and train must be objects)")
+    return {**config, "model": {**ModelConfig().to_dict(), **model},
+            "train": {**TrainConfig().to_dict(), **train}}
 
 
 def open_record(plan: RunPlan) -> RunRecord:
@@ -90,8 +93,8 @@ def open_record(plan: RunPlan) -> RunRecord:
     if plan.resume and (plan.out / "config.json").is_file():
         record = RunRecord.open(plan.out)
         if saved_config(record) != plan.config():
-            raise UserError(f"cannot resume {plan.out}: its config differs from this command's; "
-                            "use --force to start over")
+            raise RunFolderError(f"cannot resume {plan.out}: its config differs from this one; "
+                                 "set `force` to start over")
         return record
     return RunRecord.create(plan.out, plan.config(), force=plan.force)
 
@@ -121,7 +124,8 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
     last_test = test(model, record) if state.best_epoch != state.epoch else None
     model.load_state_dict(record.load_checkpoint("best")["state_dict"])
     summary = {"test": test(model, record), "best_epoch": state.best_epoch, "epochs": state.epoch,
-               "best_valid_accuracy": state.best_valid_accuracy, "parameters": count_parameters(model),
+               "best_valid_accuracy": state.best_valid_accuracy,
+               "parameters": count_parameters(model),
                "train_seconds": sum(t["seconds"] for t in state.timings),
                "wall_seconds": time.perf_counter() - started, "environment": environment()}
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
@@ -131,10 +135,11 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
 
 def with_tensorboard(run_dir: Path, on_epoch: Callable[[dict], None] | None):
     """Wrap ``on_epoch`` so each epoch's metrics also go to TensorBoard (an optional extra)."""
-    try:
+    try:  # lazy: tensorboard is a heavy optional extra, loaded only when asked for
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
+        raise ConfigError("tensorboard", "needs the tensorboard package: "
+                          "pip install 'rnnlab[tensorboard]'") from None
     writers: list = []  # created at the first epoch, inside the run folder
 
     def log(row: dict) -> None:
@@ -154,13 +159,15 @@ def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]
     """Rebuild a run's model from a checkpoint; refuses mismatched configs or shapes."""
     payload = record.load_checkpoint(which)
     config = record.config()
-    if payload.get("model_config") != config.get("model") or payload.get("task") != config.get("task"):
-        raise UserError(f"checkpoint {which}.pt in {record.dir} does not match the run's config.json")
+    if (payload.get("model_config") != config.get("model")
+            or payload.get("task") != config.get("task")):
+        raise CheckpointError(f"checkpoint {which}.pt in {record.dir} does not match the run's "
+                              "config.json")
     try:
         model = build_model(payload["model_kind"], ModelConfig(**payload["model_config"]))
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
-        raise UserError(f"checkpoint {which}.pt in {record.dir} does not fit its model "
+        raise CheckpointError(f"checkpoint {which}.pt in {record.dir} does not fit its model "
                         f"({error_detail(err)})") from None
     model.eval()
     return model, payload

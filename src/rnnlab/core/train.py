@@ -115,7 +115,8 @@ class TensorDataset:
 class ShuffledBatches:
     """A TensorDataset served in a seeded random order that depends only on (seed, epoch)."""
 
-    def __init__(self, data: TensorDataset, batch_size: int, seed: int, transform: Callable[[Batch, torch.Generator], Batch] | None = None):
+    def __init__(self, data: TensorDataset, batch_size: int, seed: int,
+                 transform: Callable[[Batch, torch.Generator], Batch] | None = None):
         self.data, self.batch_size, self.seed, self.transform = data, batch_size, seed, transform
 
     def num_batches(self) -> int:
@@ -154,7 +155,8 @@ class ClassificationObjective:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = model.parameters()
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -166,7 +168,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
+                                                   total_steps=total_steps)
     return None
 
 
@@ -217,7 +220,8 @@ def evaluate_outputs(model: nn.Module, batches: Sequence[Batch],
     """Each batch's objective result and the concatenated outputs (logits), from one pass."""
     model.eval()
     outputs = [model(batch.x, batch.lengths) for batch in batches]
-    return [objective(out, batch) for out, batch in zip(outputs, batches, strict=True)], torch.cat(outputs)
+    return ([objective(out, batch) for out, batch in zip(outputs, batches, strict=True)],
+            torch.cat(outputs))
 
 
 def metrics_of(results: Iterable[BatchResult]) -> dict[str, float]:
@@ -272,8 +276,9 @@ def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
         torch.set_rng_state(payload["torch_rng"])
         return FitState(**payload["fit_state"])
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
-        raise CheckpointError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: it does not fit this run "
-                        f"({error_detail(err, 160)}); use --force to start over") from None
+        raise CheckpointError(f"cannot resume from {record.checkpoint_dir / 'last.pt'}: "
+                              "it does not fit this run "
+                              f"({error_detail(err, 160)}); set `force` to start over") from None
 
 
 def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective: Objective,
@@ -297,20 +302,25 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
                                           optimizer, scheduler, cfg.clip, bar)
         valid_stats = evaluate(model, valid, objective)
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"],
+        row = {"epoch": epoch, "train_loss": train_stats["loss"],
+               "train_accuracy": train_stats["accuracy"],
                "valid_loss": valid_stats["loss"], "valid_accuracy": valid_stats["accuracy"],
                "lr": optimizer.param_groups[0]["lr"]}
         state.rows.append(row)
         state.timings.append({"epoch": epoch, "seconds": seconds})
         state.epoch = epoch
-        if (valid_stats["accuracy"], -valid_stats["loss"]) > (state.best_valid_accuracy, -state.best_valid_loss):
-            state.best_valid_accuracy, state.best_valid_loss = valid_stats["accuracy"], valid_stats["loss"]
+        if ((valid_stats["accuracy"], -valid_stats["loss"])
+                > (state.best_valid_accuracy, -state.best_valid_loss)):
+            state.best_valid_accuracy, state.best_valid_loss = (valid_stats["accuracy"],
+                                                                valid_stats["loss"])
             state.best_epoch = epoch
             record.save_checkpoint("best", checkpoint_payload(model, meta, epoch))
         record.write_metrics(state.rows, state.timings)
         save_last(record, model, meta, optimizer, scheduler, state)
-        if on_epoch is not None:  # a callback (building a model, say) must not shift training's
-            with torch.random.fork_rng(devices=[]):  # random stream: last.pt's RNG state is replayed
+        # a callback (building a model, say) must not shift training's random stream:
+        # last.pt's RNG state is replayed
+        if on_epoch is not None:
+            with torch.random.fork_rng(devices=[]):
                 on_epoch({**row, "seconds": seconds, "epochs": cfg.epochs})
     if not record.has_checkpoint("best"):  # zero epochs: the initial weights are the best we have
         record.save_checkpoint("best", checkpoint_payload(model, meta, 0))

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 from torch import nn
 
+from rnnlab.core.document import Document
 from rnnlab.core.errors import ConfigError, InputError
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
@@ -109,30 +110,71 @@ class Experiment:
 
 
 class ReportContext(Protocol):
-    """What a task's report section can ask of the report being written (the report
-    in ``rnnlab.study.report`` implements it); see that module for each method."""
+    """What a task's report section and its flaws' explanations can ask of the report
+    being written (``rnnlab.study.report.Report`` implements it; see there).
 
-    doc: Any  # rnnlab.core.document.Document: headings, paragraphs, tables, figures
+    Experiments come back as the report's results table: ``exp.name``, ``.label``,
+    ``.profile``, ``.role``, ``.reference``, ``.reference_curve``, ``.target``, ``.note``,
+    ``.quick``, ``.task_config``, ``.model``, ``.train``, ``.runs`` (every seed), ``.done``
+    (the finished ones), ``.values()`` (their headline numbers) and ``.first()`` (the first
+    finished run or None). A run has ``.seed``, ``.path``, ``.record``, ``.config``,
+    ``.metrics`` (metrics.jsonl rows), ``.summary`` (None: not finished), ``.value`` (the
+    headline number) and ``.curve(key, scale)`` ((epochs, values) of a metrics column).
+    Numbers are written with the functions of ``rnnlab.core.document`` (``pct``, ...).
+    """
+
+    doc: Document  # headings, paragraphs, bullets, tables, figures
+    data_dir: str | None  # the data root, for figures that need a data set
+    not_measured: str  # the sentence for an ablation that is not part of the reproduction
 
     def experiments(self, task: str, profile: str | None = None,
-                    role: str | None = "main") -> list: ...
+                    role: str | None = "main") -> list[Any]:
+        """The task's experiments in manifest order; None matches any profile or role."""
 
-    def find(self, profile: str, task: str, name: str) -> Any: ...
+    def find(self, profile: str, task: str, name: str) -> Any:
+        """The experiment of that id, or None."""
 
-    def figure(self, name: str, draw: Callable[[Path], Path | None], caption: str) -> None: ...
+    def value(self, exp: Any) -> float | None:
+        """The headline number of the experiment's first finished run (None: none)."""
+
+    def finished(self, task: str, profile: str = "reference") -> list[Any]:
+        """The task's main experiments of ``profile`` with a finished run."""
+
+    def ablation_pairs(self, flaw: str) -> list[tuple[Any, Any]]:
+        """(ablation, the fixed experiment it is compared with, or None) for each ablation
+        that puts ``flaw`` back."""
+
+    def ablation_items(self, flaw: str) -> list[str]:
+        """The generic explanation: each fixed run against its ablation, as list items."""
+
+    def figure(self, name: str, draw: Callable[[Path], Path | None], caption: str) -> None:
+        """Draw ``figures/<name>`` with ``draw(path)`` and add it with ``caption``."""
+
+    def comparison_table(self, task: str, first_column: str) -> None:
+        """The task's table: reference, reference settings, tuned, differences, target."""
+
+    def below_reference(self, experiments: Sequence[Any],
+                        reason: Callable[[Any], str] | None = None) -> None:
+        """Where a reference-settings number is below the reference, and why (``reason``,
+        or else the test set's sampling noise)."""
+
+    def default_section(self, task: str) -> None:
+        """The generic section: comparison table and validation curves of the task."""
 
 
 @dataclass(frozen=True)
 class Flaw:
     """A flaw of the exercise's code, the fix rnnlab applies, and how the records
-    measure it: ``ablation`` names the experiment that puts the flaw back, and
-    ``explain(report)`` writes what the records show, as list items."""
+    measure it: ``ablation`` names the (first) experiment that puts the flaw back, each
+    such experiment carrying ``flaw=id``; ``explain(report)`` writes what the records
+    show, as list items. Without ``explain`` the report compares each ablation with the
+    fixed run it puts the flaw back into."""
 
     id: str
     task: str
     flaw: str
     fix: str
-    explain: Callable[[ReportContext], list[str]]
+    explain: Callable[[ReportContext], list[str]] | None = None
     ablation: str | None = None
 
     def describe(self) -> dict:
@@ -148,7 +190,8 @@ class Task(ABC):
 
     name: ClassVar[str]  # the registry key and the ``rnnlab train NAME`` subcommand
     title: ClassVar[str]  # one line, for ``--help`` and the report
-    Config: ClassVar[type]  # a frozen dataclass; fields made with ``core.settings.setting`` are options
+    # a frozen dataclass; its fields made with ``core.settings.setting`` are user options
+    Config: ClassVar[type]
     model_kind: ClassVar[str] = "classifier"  # "classifier" (one label) | "per_step" (one per step)
     model_defaults: ClassVar[ModelConfig]  # the default model settings (input/output sizes ignored)
     train_defaults: ClassVar[TrainConfig]
@@ -171,7 +214,8 @@ class Task(ABC):
         known = {f.name for f in fields(cls.Config)}
         extra = sorted(set(values) - known)
         if extra:
-            raise ConfigError("task_config", f"has settings {cls.name} does not know: {', '.join(extra)}")
+            raise ConfigError("task_config",
+                              f"has settings {cls.name} does not know: {', '.join(extra)}")
         return cls(cls.Config(**values))
 
     def config_dict(self) -> dict:
@@ -217,7 +261,7 @@ class Task(ABC):
         native values (digits, ints, arrays, images). A bad input yields an InputError in
         its place, so the others are still predicted."""
 
-    def check_model(self, run: RunRecord, payload: dict) -> None:
+    def check_model(self, run: RunRecord, payload: dict) -> None:  # noqa: B027 - optional hook
         """Refuse a checkpoint this task cannot predict with (an InputError); default: any."""
 
     # -- what the command line prints -------------------------------------------------
@@ -255,8 +299,9 @@ class Task(ABC):
 
     @classmethod
     def report_section(cls, report: ReportContext) -> None:
-        """Write the task's section of the report (default: a table of its experiments)."""
-        report.default_section(cls)
+        """Write the task's section of the report (default: the report's generic section,
+        a table of its experiments and their validation curves)."""
+        report.default_section(cls.name)
 
     def epoch_work(self, train: TrainConfig) -> float:
         """Sequence steps one training epoch reads (examples x mean length); the progress

@@ -40,7 +40,8 @@ class TaskRegistry:
 
     def get(self, name: str) -> type[Task]:
         if name not in self.classes:
-            raise UnknownNameError(f"unknown task {name!r}; choose one of {', '.join(self.classes)}")
+            raise UnknownNameError(f"unknown task {name!r}; "
+                                   f"choose one of {', '.join(self.classes)}")
         return self.classes[name]
 
     def of_config(self, config: dict) -> Task:

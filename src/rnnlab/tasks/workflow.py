@@ -151,8 +151,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, dry_run: bool
     return task.evaluate(model, sets, train["eval_batch_size"])
 
 
+PREDICT_DEFAULTS = PredictOptions()  # frozen, so one shared default is safe
+
+
 def predict_run(run_dir: str | Path, inputs: Sequence[Any],
-                options: PredictOptions = PredictOptions()) -> Iterator[Prediction | InputError]:
+                options: PredictOptions = PREDICT_DEFAULTS) -> Iterator[Prediction | InputError]:
     """Predictions (or, in a bad input's place, its InputError) for ``inputs``."""
     record = open_run(run_dir)
     task, model = load_run_model(record)

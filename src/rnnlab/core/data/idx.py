@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError
 from rnnlab.core.fileio import atomic_write_bytes
 
 # IDX dtype code -> big-endian numpy dtype (the table of the format's spec).
@@ -64,7 +64,7 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     actual = len(data) - offset
     if actual != expected:
         kind = "truncated" if actual < expected else "longer than its header says"
-        raise UserError(
+        raise DataError(
             f"{source}: IDX file is {kind}: header {tuple(dims)} needs {expected} bytes "
             f"of data, found {actual}"
         )
@@ -75,27 +75,27 @@ def decode_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
 def _parse_header(data: bytes, source: str) -> tuple[np.dtype, list[int], int]:
     """Return (dtype, dims, payload offset) from the IDX header of ``data``."""
     if len(data) < 4:
-        raise UserError(f"{source}: not an IDX file ({len(data)} bytes, too short for a header)")
+        raise DataError(f"{source}: not an IDX file ({len(data)} bytes, too short for a header)")
     zero, code, ndim = struct.unpack_from(">HBB", data)
     if zero != 0:
-        raise UserError(
+        raise DataError(
             f"{source}: not an IDX file (magic number 0x{bytes(data[:4]).hex()} "
             "should start with 0x0000)"
         )
     if code not in IDX_DTYPES:
-        raise UserError(f"{source}: unknown IDX dtype code 0x{code:02x}")
+        raise DataError(f"{source}: unknown IDX dtype code 0x{code:02x}")
     if not 1 <= ndim <= MAX_NDIM:
-        raise UserError(
+        raise DataError(
             f"{source}: IDX header declares {ndim} dimensions (1..{MAX_NDIM} supported)"
         )
     offset = 4 + 4 * ndim
     if len(data) < offset:
-        raise UserError(f"{source}: IDX header truncated ({ndim} dimensions declared)")
+        raise DataError(f"{source}: IDX header truncated ({ndim} dimensions declared)")
     dims = list(struct.unpack_from(f">{ndim}I", data, 4))
     # With a zero among the dims the payload is empty whatever the others say,
     # but numpy still refuses a shape whose other dims multiply past its limits.
     if math.prod(d for d in dims if d) * IDX_DTYPES[code].itemsize > MAX_IDX_BYTES:
-        raise UserError(f"{source}: IDX dimensions {tuple(dims)} are implausibly large")
+        raise DataError(f"{source}: IDX dimensions {tuple(dims)} are implausibly large")
     return IDX_DTYPES[code], dims, offset
 
 
@@ -104,7 +104,7 @@ def encode_idx(array: np.ndarray) -> bytes:
     array = np.asarray(array)
     code = _dtype_code(array.dtype)
     if not 1 <= array.ndim <= MAX_NDIM or any(d >= 2**32 for d in array.shape):
-        raise UserError(f"cannot write an IDX file for an array of shape {array.shape}")
+        raise DataError(f"cannot write an IDX file for an array of shape {array.shape}")
     header = struct.pack(f">HBB{array.ndim}I", 0, code, array.ndim, *array.shape)
     payload = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     return header + payload
@@ -115,7 +115,7 @@ def _dtype_code(dtype: np.dtype) -> int:
         if idx_dtype.newbyteorder("=") == dtype.newbyteorder("="):
             return code
     names = ", ".join(str(d.newbyteorder("=")) for d in IDX_DTYPES.values())
-    raise UserError(f"IDX cannot store dtype {dtype}; use one of {names}")
+    raise DataError(f"IDX cannot store dtype {dtype}; use one of {names}")
 
 
 def gunzip(data: bytes, source: str, limit: int = MAX_IDX_BYTES) -> bytes:
@@ -130,10 +130,10 @@ def gunzip(data: bytes, source: str, limit: int = MAX_IDX_BYTES) -> bytes:
             while chunk := stream.read(_CHUNK):
                 out += chunk
                 if len(out) > limit:
-                    raise UserError(f"{source}: decompresses to more than {limit} bytes")
+                    raise DataError(f"{source}: decompresses to more than {limit} bytes")
     except (OSError, EOFError, zlib.error, ValueError) as err:
         # BadGzipFile is an OSError; a cut-off stream is an EOFError.
-        raise UserError(f"{source}: damaged gzip data ({err})") from None
+        raise DataError(f"{source}: damaged gzip data ({err})") from None
     return bytes(out)
 
 
@@ -152,15 +152,18 @@ def is_gzip_name(path: str | os.PathLike) -> bool:
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of ``path`` (at most MAX_IDX_BYTES); any OS problem becomes a UserError naming it."""
+    """The bytes of ``path`` (at most MAX_IDX_BYTES).
+
+    Any OS problem becomes a UserError naming it.
+    """
     try:
         if Path(path).stat().st_size > MAX_IDX_BYTES:
-            raise UserError(f"{path}: larger than {MAX_IDX_BYTES} bytes; not an MNIST IDX file")
+            raise DataError(f"{path}: larger than {MAX_IDX_BYTES} bytes; not an MNIST IDX file")
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        raise DataError(f"{path}: file not found") from None
     except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def decode_idx_file_bytes(data: bytes, path: str | os.PathLike) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError, UserError
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -41,7 +41,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise UserError(
+            raise DataError(
                 f"{self.source}: refusing to unpickle: it names {module}.{name}, "
                 "which is not one of the numpy array names allowed"
             ) from None
@@ -66,4 +66,4 @@ def load_numpy_pickle(data: bytes, source: str) -> Any:
     except Exception as err:
         # A damaged pickle can fail in any of numpy's constructors (ValueError,
         # TypeError, MemoryError, ...), not only with UnpicklingError.
-        raise UserError(f"{source}: damaged pickle ({type(err).__name__}: {err})") from None
+        raise DataError(f"{source}: damaged pickle ({type(err).__name__}: {err})") from None

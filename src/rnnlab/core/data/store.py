@@ -53,7 +53,7 @@ from rnnlab.core.data.sources import (
     md5_hex,
     sha256_hex,
 )
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import DataError, UserError
 from rnnlab.core.fileio import atomic_write_bytes, atomic_write_json
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -177,7 +177,7 @@ def _check_local(
     try:
         stored = verified_bytes(file, payload, str(path), spec)
     except UserError as err:
-        raise UserError(f"{err}; delete it and run `{fix}`") from None
+        raise DataError(f"{err}; delete it and run `{fix}`") from None
     if path == plain:
         _store(folder / file.name, stored)
     log(f"{spec.title}: adopted {path} (matches the official file)")
@@ -211,7 +211,7 @@ def _fetch_missing(
             log(f"  got {len(got)} file(s) from {source.describe()}")
     still = [f.name for f in missing if f.name not in entries]
     if still:
-        raise UserError(
+        raise DataError(
             f"could not fetch {spec.title} ({', '.join(still)}); tried {'; '.join(failures)}. "
             f"Check the network, or copy the official files into {folder} and run the command again"
         )
@@ -245,13 +245,13 @@ def verified_bytes(file: FileSpec, payload: Payload, origin: str, spec: DatasetS
     """
     raw = gunzip(payload.data, origin) if payload.gzipped else payload.data
     if md5_hex(raw) != file.raw_md5:
-        raise UserError(
+        raise DataError(
             f"{origin}: content differs from the official {spec.title} {file.name} "
             f"(md5 {md5_hex(raw)}, expected {file.raw_md5})"
         )
     shape = decode_idx(raw, origin).shape
     if shape != file.shape:
-        raise UserError(f"{origin}: shape {shape}, expected {file.shape}")
+        raise DataError(f"{origin}: shape {shape}, expected {file.shape}")
     return payload.data if payload.gzipped else gzip_bytes(raw)
 
 
@@ -263,7 +263,7 @@ def _store(path: Path, data: bytes) -> None:
     try:
         atomic_write_bytes(path, data)
     except OSError as err:
-        raise UserError(
+        raise DataError(
             f"cannot write {path}: {err.strerror or err}; choose another data root "
             "with --data-dir or $RNNLAB_DATA"
         ) from None
@@ -281,7 +281,7 @@ def write_manifest(folder: Path, spec: DatasetSpec, entries: dict[str, ManifestE
             {"format": MANIFEST_FORMAT, "dataset": spec.name, "files": files},
         )
     except OSError as err:
-        raise UserError(f"cannot write {folder / MANIFEST_NAME}: {err.strerror or err}") from None
+        raise DataError(f"cannot write {folder / MANIFEST_NAME}: {err.strerror or err}") from None
 
 
 def read_manifest(folder: Path, spec: DatasetSpec, fix: str) -> dict[str, ManifestEntry] | None:
@@ -299,9 +299,9 @@ def read_manifest(folder: Path, spec: DatasetSpec, fix: str) -> dict[str, Manife
         entries = {name: _parse_entry(value) for name, value in obj["files"].items()}
         dataset, version = obj["dataset"], obj["format"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(damaged) from None
+        raise DataError(damaged) from None
     if dataset != spec.name or version != MANIFEST_FORMAT:
-        raise UserError(damaged)
+        raise DataError(damaged)
     return entries
 
 
@@ -323,18 +323,18 @@ def verify_file(folder: Path, file: FileSpec, entry: ManifestEntry | None, fix: 
     """
     path = folder / file.name
     if not path.exists():
-        raise UserError(f"{path} is missing; run `{fix}`")
+        raise DataError(f"{path} is missing; run `{fix}`")
     if entry is None:
-        raise UserError(f"{path} is not recorded in {MANIFEST_NAME}; run `{fix}` to verify it")
+        raise DataError(f"{path} is not recorded in {MANIFEST_NAME}; run `{fix}` to verify it")
     data = read_file_bytes(path)
     if sha256_hex(data) != entry.sha256:
-        raise UserError(
+        raise DataError(
             f"{path} is corrupt (its sha256 differs from {MANIFEST_NAME}); "
             f"delete it and run `{fix}`"
         )
     array = decode_idx_file_bytes(data, path)
     if array.shape != file.shape or array.dtype != np.uint8:
-        raise UserError(
+        raise DataError(
             f"{path}: {array.dtype} {array.shape}, expected uint8 {file.shape}; "
             f"delete it and run `{fix}`"
         )
@@ -357,11 +357,11 @@ def load_dataset(dataset: str, data_root: str | os.PathLike | None = None) -> Mn
     fix = fetch_command(spec.name, data_root)
     recorded = read_manifest(folder, spec, fix)
     if recorded is None:
-        raise UserError(_no_manifest_message(spec, folder, fix))
+        raise DataError(_no_manifest_message(spec, folder, fix))
     arrays = {f.name: verify_file(folder, f, recorded.get(f.name), fix) for f in spec.files}
     for name in (TRAIN_LABELS, TEST_LABELS):
         if arrays[name].size and arrays[name].max() > 9:
-            raise UserError(f"{folder / name}: labels outside 0..9; delete it and run `{fix}`")
+            raise DataError(f"{folder / name}: labels outside 0..9; delete it and run `{fix}`")
     return MnistArrays(
         train_images=torch.from_numpy(arrays[TRAIN_IMAGES]),
         train_labels=torch.from_numpy(arrays[TRAIN_LABELS]).long(),

@@ -103,7 +103,8 @@ class AdditionTask(Task):
         return TaskData(source, in_batches(sets.valid, train.eval_batch_size),
                         BitObjective(cfg.loss))
 
-    def test(self, model: nn.Module, sets: AdditionSets, batch_size: int, record: RunRecord) -> dict:
+    def test(self, model: nn.Module, sets: AdditionSets, batch_size: int,
+             record: RunRecord) -> dict:
         return self.evaluate(model, sets, batch_size)
 
     def evaluate(self, model: nn.Module, sets: AdditionSets, batch_size: int) -> dict:
@@ -160,7 +161,8 @@ class AdditionTask(Task):
         return (f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f} "
                 f"bits {100 * row['train_accuracy']:.2f}% | valid bits "
                 f"{100 * row['valid_accuracy']:.2f}% | test loss {row['test_loss']:.4f} bits "
-                f"{100 * row['test_accuracy']:.2f}% numbers {100 * row['test_number_accuracy']:.2f}% "
+                f"{100 * row['test_accuracy']:.2f}% numbers "
+                f"{100 * row['test_number_accuracy']:.2f}% "
                 f"| {row['seconds']:.1f}s")
 
     def summary_line(self, out: Path, summary: dict) -> str:
@@ -190,7 +192,8 @@ class EpochTester:
         stats = score(model, self.test, self.objective)
         new = {"epoch": epoch, "test_loss": stats["loss"], "test_accuracy": stats["bit_accuracy"],
                "test_number_accuracy": stats["number_accuracy"]}
-        record.write_jsonl(TEST_BY_EPOCH, [r for r in read_test_by_epoch(record) if r["epoch"] < epoch] + [new])
+        earlier = [r for r in read_test_by_epoch(record) if r["epoch"] < epoch]
+        record.write_jsonl(TEST_BY_EPOCH, [*earlier, new])
         return new
 
     def catch_up(self, record: RunRecord) -> None:
@@ -222,8 +225,8 @@ def parse_operands(inputs: Sequence[Any], max_length: int) -> tuple[str, str]:
             raise InputError(f"number {i} ({text[:40]!r}) is not binary: use only 0 and 1, "
                              "most significant bit first")
         if len(text) > max_length:
-            raise InputError(f"number {i} has {len(text)} bits, more than max_length "
-                             f"{max_length}; raise max_length to allow it")
+            raise InputError(f"number {i} has {len(text)} bits, more than `max_length` "
+                             f"{max_length}; raise `max_length` to allow it")
         texts.append(text)
     return texts[0], texts[1]
 
@@ -243,7 +246,8 @@ def add_with_model(model: nn.Module, first: str, second: str) -> dict:
     """The sum ``model`` computes for two binary strings (most significant bit first)."""
     steps = max(len(first), len(second)) + 1  # one more step for the carry out
     a, b = int(first, 2), int(second, 2)
-    x = torch.tensor([int_to_bits(a, steps), int_to_bits(b, steps)], dtype=torch.float32).T[None]  # (1, T, 2)
+    bits = [int_to_bits(a, steps), int_to_bits(b, steps)]
+    x = torch.tensor(bits, dtype=torch.float32).T[None]  # (1, T, 2)
     bits = (model(x) > 0)[0].long().tolist()  # (T,) least significant first
     predicted, true = bits_to_int(bits), a + b
     return {"inputs": [first, second], "decimal": [decimal(a), decimal(b)], "steps": steps,
@@ -259,7 +263,8 @@ def sum_prediction(result: dict) -> Prediction:
     verdict = ("right" if result["correct"]
                else f"wrong ({result['wrong_bits']} of {result['steps']} bits)")
     width = result["steps"]
-    text = (f"  {first:>{width}}  {result['decimal'][0]}\n+ {second:>{width}}  {result['decimal'][1]}\n"
+    text = (f"  {first:>{width}}  {result['decimal'][0]}\n"
+            f"+ {second:>{width}}  {result['decimal'][1]}\n"
             f"= {result['model_sum']}  {result['model_sum_decimal']}  (model: {verdict})\n"
             f"  {result['true_sum']}  {result['true_sum_decimal']}  (true sum)")
     return Prediction(int(result["model_sum"], 2), text, None, result)

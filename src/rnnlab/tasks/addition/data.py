@@ -23,7 +23,8 @@ from rnnlab.core.seeding import stream_generator
 from rnnlab.core.settings import setting
 from rnnlab.core.train import Batch, BatchResult, TensorDataset
 
-LOSSES = ("mse", "bce", "multiclass-ce")  # multiclass-ce: the reference's flawed loss, for ablations
+# multiclass-ce: the reference's flawed loss, kept for its ablation
+LOSSES = ("mse", "bce", "multiclass-ce")
 DATA_SOURCES = ("reference", "fresh")
 TRAIN_BITS = ("uniform", "varied")
 BATCHING = ("mixed", "by-length")
@@ -135,7 +136,8 @@ class BinaryPairs:
             bits = torch.stack([first, first ^ differ], dim=-1)  # (N, T, 2)
         else:
             bits = torch.randint(0, 2, (count, longest, 2), generator=generator, dtype=torch.uint8)
-        free = torch.arange(longest)[None, :] < (lengths - 1)[:, None]  # (N, T) bits below the top one
+        # (N, T) True for the bits below the top one
+        free = torch.arange(longest)[None, :] < (lengths - 1)[:, None]
         bits = bits * free[:, :, None]  # top bit and padding are 0
         total = add_bits(bits[:, :, 0], bits[:, :, 1])  # (N, T), zero past each length
         return TensorDataset(bits.float(), total.float(), lengths.clone())
@@ -163,9 +165,11 @@ class FreshBatches:
     """
 
     def __init__(self, task: BinaryPairs, lengths: Sequence[int], pairs_per_epoch: int,
-                 batch_size: int, varied: bool = False, noise: float = 0.0, by_length: bool = False):
+                 batch_size: int, varied: bool = False, noise: float = 0.0,
+                 by_length: bool = False):
         self.task, self.lengths, self.varied, self.noise = task, tuple(lengths), varied, noise
-        self.pairs_per_epoch, self.batch_size, self.by_length = pairs_per_epoch, batch_size, by_length
+        self.pairs_per_epoch, self.batch_size = pairs_per_epoch, batch_size
+        self.by_length = by_length
 
     def num_batches(self) -> int:
         return math.ceil(self.pairs_per_epoch / self.batch_size)
@@ -176,7 +180,8 @@ class FreshBatches:
             count = min(self.batch_size, self.pairs_per_epoch - start)
             lengths = self.lengths
             if self.by_length:
-                lengths = [self.lengths[int(torch.randint(0, len(self.lengths), (1,), generator=generator))]]
+                pick = int(torch.randint(0, len(self.lengths), (1,), generator=generator))
+                lengths = [self.lengths[pick]]
             data = self.task.sample(count, lengths, generator, self.varied)
             yield add_noise(full_length_batch(data.x, data.y, data.lengths), generator, self.noise)
 
@@ -224,7 +229,8 @@ class BitObjective:
         mask = step_mask(batch)
         items = int(mask.sum())
         if self.loss == "multiclass-ce":
-            scores = torch.where(mask, torch.sigmoid(logits), -torch.inf)  # softmax over each pair's steps
+            # a softmax over each pair's steps
+            scores = torch.where(mask, torch.sigmoid(logits), -torch.inf)
             log_p = torch.where(mask, torch.log_softmax(scores, dim=1), 0.0)
             loss = -(batch.y * log_p).sum() / len(batch)
         else:
@@ -332,8 +338,9 @@ def build_sets(cfg: AdditionConfig, seed: int) -> AdditionSets:
     task, varied = BinaryPairs(seed), cfg.train_bits == "varied"
     train = (task.sample(cfg.train_size, cfg.train_length_list, "train", varied)
              if cfg.data == "reference" else None)
-    return AdditionSets(task, train, task.sample(cfg.test_pairs, cfg.train_length_list, "valid", varied),
-                        task.sample(cfg.test_pairs, parse_lengths(REFERENCE_TEST_LENGTHS), "test"))
+    valid = task.sample(cfg.test_pairs, cfg.train_length_list, "valid", varied)
+    test = task.sample(cfg.test_pairs, parse_lengths(REFERENCE_TEST_LENGTHS), "test")
+    return AdditionSets(task, train, valid, test)
 
 
 def read_test_by_epoch(record: RunRecord) -> list[dict]:

@@ -93,7 +93,8 @@ class MnistTask(Task):
                 return shift_images(batch, generator, shift, background)
 
         source = ShuffledBatches(sets.train, train.batch_size, train.seed, transform)
-        return TaskData(source, sets.valid.in_order(train.eval_batch_size), ClassificationObjective())
+        valid = sets.valid.in_order(train.eval_batch_size)
+        return TaskData(source, valid, ClassificationObjective())
 
     def test(self, model: nn.Module, sets: MnistSplits, batch_size: int, record: RunRecord) -> dict:
         """Test loss and accuracy, per-batch test loss, and the per-image predictions file."""
@@ -124,7 +125,8 @@ class MnistTask(Task):
         """Images (files, folders, globs, arrays, PIL images) in batches, each read the way
         MNIST's digits were made (core.images); a bad one yields its InputError."""
         names = self.class_names
-        check(1 <= options.top <= len(names), "top", f"must be in 1..{len(names)}, got {options.top}")
+        check(1 <= options.top <= len(names), "top",
+              f"must be in 1..{len(names)}, got {options.top}")
         check(options.batch_size >= 1, "batch_size", f"must be >= 1, got {options.batch_size}")
         items, problems = image_items(inputs)
         yield from (InputError(p) for p in problems)
@@ -188,7 +190,8 @@ def read_image(name: str, source: Any, dataset: str) -> np.ndarray:
         try:
             source = Image.fromarray(array)
         except (TypeError, ValueError) as err:
-            raise InputError(f"{name}: cannot read a {array.shape} array as an image ({err})") from None
+            raise InputError(f"{name}: cannot read a {array.shape} array as an image "
+                             f"({err})") from None
     return images.preprocess_image(source, name, dataset)
 
 
@@ -206,7 +209,8 @@ def image_prediction(name: str, probs: Tensor, names: Sequence[str], top: int,
     ranked = [(int(c), names[int(c)], float(v)) for v, c in zip(values, classes, strict=True)]
     record = {"file": name, "prediction": ranked[0][0], "label_name": ranked[0][1],
               "probability": ranked[0][2],
-              "probabilities": [{"class": c, "label_name": n, "probability": p} for c, n, p in ranked]}
+              "probabilities": [{"class": c, "label_name": n, "probability": p}
+                                for c, n, p in ranked]}
     if shown is not None:
         record["input_image"] = str(shown)
     text = f"{name}: " + ", ".join(f"{n} ({100 * p:.1f}%)" for _, n, p in ranked)

@@ -30,13 +30,16 @@ class MnistConfig:
     dataset: str = setting("mnist", "image dataset", choices=tuple(NORMALISATION))
     num_valid: int = MNIST_NUM_VALID
     augment_shift: int = setting(0, "random shift of training images, in pixels")
-    limit: int | None = None  # keep only this many train/valid/test images (dry runs, tests)
+    limit: int | None = setting(None, "use only the first N training, validation and test "
+                                "images (quick looks; default: all)", kind=int, metavar="N")
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, tuple(NORMALISATION))
         check(0 <= self.augment_shift <= 8, "augment_shift",
               f"must be in 0..8 pixels, got {self.augment_shift}")
-        check(1 <= self.num_valid < 60_000, "num_valid", f"must be in 1..59999, got {self.num_valid}")
+        check(1 <= self.num_valid < 60_000, "num_valid",
+              f"must be in 1..59999, got {self.num_valid}")
+        check(self.limit is None or self.limit >= 1, "limit", f"must be >= 1, got {self.limit}")
 
 
 def split_sizes(num_valid: int, limit: int | None, total: int = 60_000) -> tuple[int, int]:
@@ -52,7 +55,8 @@ def normalise(images_u8: Tensor, dataset: str) -> Tensor:
     return (images_u8.float() / 255.0 - mean) / std
 
 
-def shift_images(batch: Batch, generator: torch.Generator, max_shift: int, background: float) -> Batch:
+def shift_images(batch: Batch, generator: torch.Generator, max_shift: int,
+                 background: float) -> Batch:
     """Shift every image of the batch by its own random (dy, dx) in [-max_shift, max_shift]."""
     x = batch.x  # (B, 28, 28)
     b, h, w = x.shape

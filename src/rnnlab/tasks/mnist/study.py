@@ -1,14 +1,26 @@
 """MNIST in ``rnnlab reproduce`` and the report: the exercise's six models, the numbers
-it reported, its flaws with the ablations that put each back, and rnnlab's tuned recipe."""
+it reported, its flaws with the ablations that put each back, rnnlab's tuned recipe, and
+the task's section of the report (its sentences in ``report.md.j2`` beside this file)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 
+import numpy as np
+
+from rnnlab.core import plots
+from rnnlab.core.data import load_dataset
+from rnnlab.core.document import MISSING, Prose, pct, signed
+from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, Flaw, ReportContext
-from rnnlab.tasks.mnist.data import SIDE, MnistConfig
+from rnnlab.tasks.mnist.data import CLASS_NAMES, SIDE, MnistConfig, data_root_of, split_sizes
+
+PROSE = Prose(Path(__file__).with_name("report.md.j2"))  # the section's sentences
 
 # The exercise's reported numbers: test accuracy and validation accuracy after each epoch.
 REFERENCE = {
@@ -102,37 +114,228 @@ def experiments(profile: str, seeds: tuple[int, ...], with_ablations: bool) -> l
     return bases + (ablations(seeds[0]) if with_ablations else [])
 
 
+# -- the report's section ----------------------------------------------------------------
 def report_section(report: ReportContext) -> None:
-    report.default_section("mnist")
+    """Task 1: the comparison table, the validation curves beside the reference's, and the
+    figures of the reference-settings runs (and of the tuned recipe, where it ran)."""
+    if not report.experiments("mnist"):
+        return
+    doc = report.doc
+    doc.heading(2, PROSE.say("heading"))
+    sizes = sorted({r.summary["test"].get("examples") for e in report.experiments("mnist")
+                    for r in e.done} - {None})
+    doc.paragraph(PROSE.say("intro", sizes=sizes))
+    report.comparison_table("mnist", "model")
+    report.below_reference(report.experiments("mnist", "reference"))
+    doc.heading(3, PROSE.say("curves_heading"))
+    curves_table(report)
+    reference_figures(report)
+    tuned = report.finished("mnist", "tuned")
+    if tuned:
+        report.figure("mnist_tuned_valid_accuracy.png", lambda path: plots.draw_lines(
+            series(tuned, "valid_accuracy", 100.0), path, xlabel="epoch",
+            ylabel="validation accuracy (%)", integer_x=True,
+            title="Task 1: validation accuracy by epoch, tuned recipe (first seed)"),
+            PROSE.say("tuned_valid_accuracy"))
 
 
-def no_explanation(report: ReportContext) -> list[str]:
-    return []
+def series(experiments: list, key: str, scale: float = 1.0) -> list[plots.Series]:
+    """One line per experiment: its first finished run's metrics column ``key``."""
+    return [(e.label, *e.first().curve(key, scale)) for e in experiments]
+
+
+def curves_table(report: ReportContext) -> None:
+    """Validation accuracy after each epoch, rnnlab's row under the reference's."""
+    experiments = report.experiments("mnist", "reference")
+    width = max([len(e.reference_curve or []) for e in experiments]
+                + [len(e.first().metrics) for e in experiments if e.first()] + [1])
+    rows = []
+    for e in experiments:
+        if e.reference_curve:
+            rows.append([e.label, "reference", *map(pct, e.reference_curve),
+                         *[""] * (width - len(e.reference_curve))])
+        metrics = e.runs[0].metrics if e.runs else []
+        values = [pct(100 * m["valid_accuracy"]) for m in metrics]
+        rows.append([e.label, "rnnlab", *(values or [MISSING]),
+                     *[""] * (width - max(len(values), 1))])
+    report.doc.table(["model", "source", *[f"epoch {i}" for i in range(1, width + 1)]], rows,
+                     right=range(2, width + 2))
+
+
+def reference_figures(report: ReportContext) -> None:
+    """Losses and validation accuracy by epoch, test loss per batch, and the best model's
+    test examples and confusion matrix (reference settings)."""
+    runs = report.finished("mnist")
+    if not runs:
+        report.doc.paragraph(PROSE.say("no_figures"))
+        return
+    report.figure("mnist_train_loss.png", lambda path: plots.draw_lines(
+        series(runs, "train_loss"), path, xlabel="epoch", ylabel="training loss (cross-entropy)",
+        title="Task 1: training loss by epoch (reference settings)", integer_x=True),
+        PROSE.say("train_loss"))
+    report.figure("mnist_valid_loss.png", lambda path: plots.draw_lines(
+        series(runs, "valid_loss"), path, xlabel="epoch",
+        ylabel="validation loss (cross-entropy)", integer_x=True,
+        title="Task 1: validation loss by epoch (reference settings)"), PROSE.say("valid_loss"))
+    dashed = [(f"{e.label} (reference)", range(1, len(e.reference_curve) + 1), e.reference_curve)
+              for e in runs if e.reference_curve]
+    report.figure("mnist_valid_accuracy.png", lambda path: plots.draw_lines(
+        series(runs, "valid_accuracy", 100.0), path, dashed=dashed, xlabel="epoch",
+        ylabel="validation accuracy (%)", integer_x=True,
+        title="Task 1: validation accuracy by epoch (solid: rnnlab, dashed: reference)"),
+        PROSE.say("valid_accuracy"))
+    report.figure("mnist_test_loss_per_batch.png", lambda path: plots.draw_lines(
+        batch_losses(runs), path, xlabel="test batch", ylabel="test loss (cross-entropy)",
+        integer_x=True, title="Task 1: test loss per batch (best-validation weights)"),
+        PROSE.say("test_loss"))
+    best_model_figures(report, max(runs, key=lambda e: e.first().summary["test"]["accuracy"]))
+
+
+def batch_losses(experiments: list) -> list[plots.Series]:
+    """The test loss of each test batch, one line per experiment (first finished run)."""
+    losses = [(e.label, e.first().summary["test"].get("batch_losses")) for e in experiments]
+    return [(label, range(1, len(values) + 1), values) for label, values in losses if values]
+
+
+def best_model_figures(report: ReportContext, best) -> None:
+    """The first test images with the best model's predictions, and its confusion matrix."""
+    run = best.first()
+    predictions = plots.read_predictions(run.record)
+    if not predictions:
+        return
+    dataset = run.config["task_config"].get("dataset", "mnist")
+    names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
+    images = load_test_images(dataset, report.data_dir)
+    if images is not None:
+        report.figure("mnist_test_examples.png", lambda path: plots.draw_image_grid(
+            images, predictions[:10], names, path, ""),  # no title: it would overlap the images
+            PROSE.say("test_examples", label=best.label))
+    else:
+        report.doc.paragraph(PROSE.say("no_test_images"))
+    report.figure("mnist_confusion.png", lambda path: plots.draw_confusion(
+        plots.confusion_matrix(predictions, len(names)), names, path),
+        PROSE.say("confusion", label=best.label))
+
+
+def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
+    """The test images for the examples figure; None (figure skipped) when not there."""
+    try:
+        arrays = load_dataset(dataset, data_root_of(data_dir))
+    except UserError:
+        return None
+    return arrays.test_images.numpy()
+
+
+def split_sizes_of(run) -> tuple[int, int]:
+    """(training, validation) images of a run, from its config.json."""
+    task = (run.config or {}).get("task_config", {})
+    return split_sizes(task.get("num_valid", MnistConfig.num_valid), task.get("limit"))
+
+
+# -- what the records show about each flaw -----------------------------------------------
+def explain_readout(report: ReportContext) -> list[str]:
+    """Each bidirectional model's h_n result beside the same model read at the last step."""
+    items = []
+    for name in ("birnn", "bilstm"):
+        base = report.find("reference", "mnist", name)
+        if base is None:
+            continue
+        fixed = report.value(base)
+        text = PROSE.say("readout", label=base.label, fixed_value=fixed, reference=base.reference)
+        ablation = report.find("reference", "mnist", f"{name}-last-step")
+        if ablation is not None:
+            flawed = report.value(ablation)
+            change = signed(fixed - flawed) if None not in (fixed, flawed) else MISSING
+            text += " " + PROSE.say("readout_put_back", flawed=flawed, change=change)
+        else:
+            text += " " + report.not_measured
+        items.append(text)
+    return items
+
+
+def drops(values: Sequence[float]) -> str:
+    """How often and how far a validation curve fell between epochs."""
+    if not values:
+        return MISSING
+    falls = [a - b for a, b in itertools.pairwise(values) if b < a]
+    return PROSE.say("drops", falls=falls, transitions=len(values) - 1, last=values[-1],
+                     best=max(values))
+
+
+def explain_unclipped(report: ReportContext) -> list[str]:
+    """The reference's RNN curve, rnnlab's clipped RNN and the same RNN unclipped."""
+    base = report.find("reference", "mnist", "rnn")
+    if base is None:
+        return []
+    items = []
+    if base.reference_curve:
+        items.append(PROSE.say("reference_rnn", drops=drops(base.reference_curve)))
+    ablation = report.find("reference", "mnist", "rnn-no-clip")
+    for exp, what in ((base, PROSE.say("rnn_clipped")), (ablation, PROSE.say("rnn_unclipped"))):
+        if exp is None:
+            items.append(PROSE.say("rnn_not_run", what=what, not_measured=report.not_measured))
+            continue
+        run = exp.first()
+        values = run.curve("valid_accuracy", 100.0)[1] if run else []
+        items.append(PROSE.say("rnn_run", what=what, drops=drops(values), test=report.value(exp)))
+    return items
+
+
+def explain_batch(report: ReportContext) -> list[str]:
+    """The batch sizes the finished runs trained with, and a run whose last batch is partial."""
+    sizes: dict[int, int] = {}
+    partial = []
+    for e in report.experiments("mnist", role=None):
+        for run in e.done:
+            batch = (run.config or {}).get("train", {}).get("batch_size")
+            if batch is None:
+                continue
+            sizes[batch] = sizes.get(batch, 0) + 1
+            train, _ = split_sizes_of(run)
+            if train % batch and not partial:
+                partial.append(PROSE.say("partial_batch", id=e.id, train=train, batch=batch))
+    if not sizes:
+        return []
+    return [PROSE.say("batch_sizes", sizes=sorted(sizes.items())), *partial]
+
+
+def explain_valid_over_100(report: ReportContext) -> list[str]:
+    """correct/N against correct/100 on the first reference and tuned runs."""
+    items = []
+    first = report.experiments("mnist", "reference")[:1] + report.experiments("mnist", "tuned")[:1]
+    for e in first:
+        run = e.first()
+        if run is None or not run.metrics or not run.config:
+            continue
+        _, n = split_sizes_of(run)
+        items.append(PROSE.say("valid_over_100", label=e.label, profile=e.profile, n=n,
+                               accuracy=run.metrics[-1]["valid_accuracy"]))
+    return items
 
 
 FLAWS = (
     Flaw("bidirectional-readout", "mnist",
          "The bidirectional models classified from the output at the last time step; for the "
          "backward direction that output has seen only the last row.",
-         "rnnlab reads the final hidden state h_n of each direction.", no_explanation,
+         "rnnlab reads the final hidden state h_n of each direction.", explain_readout,
          ablation="birnn-last-step"),
     Flaw("hard-coded-batch", "mnist",
          "The output was reshaped to a hard-coded batch of 500, so any other batch size "
          "(or a last partial batch) breaks.",
          "rnnlab never assumes a batch size: every shape comes from the batch itself.",
-         no_explanation),
+         explain_batch),
     Flaw("rnn-unclipped", "mnist",
          "The vanilla RNN at lr 0.01 without gradient clipping is unstable (validation "
          "accuracy goes down between epochs).",
-         "rnnlab clips the RNNs' global gradient norm to 1.0 (reference profile).", no_explanation,
-         ablation="rnn-no-clip"),
+         "rnnlab clips the RNNs' global gradient norm to 1.0 (reference profile).",
+         explain_unclipped, ablation="rnn-no-clip"),
     Flaw("constant-lr", "mnist",
          "Adam ran at a constant learning rate of 0.01 to the end, so the last epochs bounce "
          "(the reference's LSTM, GRU and BiLSTM validation curves also go down between epochs).",
          "rnnlab keeps Adam at 0.01 but decays it to 0 with a cosine schedule over the run.",
-         no_explanation, ablation="lstm-constant-lr"),
+         None, ablation="lstm-constant-lr"),  # measured by its ablations alone
     Flaw("valid-accuracy-over-100", "mnist",
          "Validation accuracy was computed as correct/100, a percentage only because the "
          "validation set has exactly 10,000 images.",
-         "rnnlab divides by the number of images scored.", no_explanation),
+         "rnnlab divides by the number of images scored.", explain_valid_over_100),
 )

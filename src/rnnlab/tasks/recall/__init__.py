@@ -105,7 +105,8 @@ class RecallTask(Task):
         valid = sets.valid.dataset().in_order(train.eval_batch_size)
         return TaskData(source, valid, ClassificationObjective())
 
-    def test(self, model: nn.Module, sets: RecallSplits, batch_size: int, record: RunRecord) -> dict:
+    def test(self, model: nn.Module, sets: RecallSplits, batch_size: int,
+             record: RunRecord) -> dict:
         """Test metrics (with accuracy by length); writes test_predictions.csv and examples.json."""
         metrics, logits = score(model, sets.test, batch_size)
         write_predictions(record, sets.test, logits, self.config.k)
@@ -200,7 +201,8 @@ def choose_examples(test: RecallSet, correct: Tensor) -> tuple[list[int], list[i
 def write_predictions(record: RunRecord, test: RecallSet, logits: Tensor, k: int) -> None:
     """test_predictions.csv (every sequence) and examples.json (per length, and errors)."""
     probabilities, predictions = logits.softmax(dim=-1).max(dim=-1)
-    rows = [{"index": i, "length": n, "label": t, "prediction": p, "sequence": "".join(map(str, seq))}
+    rows = [{"index": i, "length": n, "label": t, "prediction": p,
+             "sequence": "".join(map(str, seq))}
             for i, (n, t, p, seq) in enumerate(zip(test.lengths.tolist(), test.y.tolist(),
                                                    predictions.tolist(), test.sequences(),
                                                    strict=True))]
@@ -232,15 +234,18 @@ def parse_sequence(inputs: Sequence[Any], k: int, max_length: int) -> list[int]:
         try:
             digit = int(token)
         except ValueError:
-            raise InputError(f"{token!r} is not a digit; give digits 0..9 separated by spaces") from None
+            raise InputError(f"{token!r} is not a digit; give digits 0..9 separated by "
+                             "spaces") from None
         if not 0 <= digit < DIGITS:
-            raise InputError(f"digit {digit} is outside 0..9; give one digit per argument, e.g. 3 1 4")
+            raise InputError(f"digit {digit} is outside 0..9; give one digit per argument, "
+                             "e.g. 3 1 4")
         digits.append(digit)
     if len(digits) <= k:
         raise InputError(f"the sequence has {len(digits)} digit(s) but this run recalls position "
                          f"K={k} (zero-based): give at least {k + 1} digits")
     if len(digits) > max_length:
-        raise InputError(f"the sequence has {len(digits)} digits, more than max_length {max_length}")
+        raise InputError(f"the sequence has {len(digits)} digits, more than `max_length` "
+                         f"{max_length}")
     return digits
 
 

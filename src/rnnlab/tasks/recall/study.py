@@ -1,5 +1,6 @@
 """Recall in ``rnnlab reproduce`` and the report: the exercise's three hidden sizes, the
-number it reported, rnnlab's tuned recipes, and the task's figures (drawn from records)."""
+number it reported, rnnlab's tuned recipes, the task's figures (drawn from records), and
+its section of the report (its sentences in ``report.md.j2`` beside this file)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from rnnlab.core import plots
+from rnnlab.core.document import Prose, binomial_se
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
@@ -32,6 +34,7 @@ TUNED_CHANGES_BY_HIDDEN: dict[int, tuple[dict, dict]] = {
     2: ({"train_size": 512_000}, {"batch_size": 256, "lr": 0.03, "epochs": 20}),
 }
 FLAWS: tuple[Flaw, ...] = ()
+PROSE = Prose(Path(__file__).with_name("report.md.j2"))  # the section's sentences
 
 
 def tuned_recipe(hidden: int) -> tuple[RecallConfig, TrainConfig]:
@@ -59,8 +62,82 @@ def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
     return [experiment(hidden, profile, seeds) for hidden in HIDDEN]
 
 
+# -- the report's section ----------------------------------------------------------------
 def report_section(report: ReportContext) -> None:
-    report.default_section("recall")
+    """Task 2: the comparison table, how coarse the reference's test set was, the learning
+    curves, example sequences and test accuracy by sequence length."""
+    if not report.experiments("recall"):
+        return
+    config = report.experiments("recall")[0].task_config
+    k = config.get("k", 1)
+    report.doc.heading(2, PROSE.say("heading"))
+    report.doc.paragraph(PROSE.say("intro", min_length=config.get("min_length"),
+                                   max_length=config.get("max_length"), k=k))
+    report.comparison_table("recall", "model")
+    report.below_reference(report.experiments("recall", "reference"))
+    test_sizes(report)
+    runs = report.finished("recall")
+    if runs:
+        learning_figures(report, runs, k)
+    every = runs + report.finished("recall", "tuned")
+    by_length = [(f"{e.label} ({e.profile})", *accuracy_by_length(e.first().summary))
+                 for e in every if e.first().summary["test"].get("by_length")]
+    if by_length:
+        report.figure("recall_accuracy_by_length.png", lambda path: plots.draw_lines(
+            by_length, path, xlabel="sequence length", ylabel="test accuracy (%)",
+            integer_x=True, ylim=(-2, 102), title="Task 2: test accuracy by sequence length"),
+            PROSE.say("by_length"))
+
+
+def accuracy_by_length(summary: dict) -> tuple[list[int], list[float]]:
+    rows = summary["test"]["by_length"]
+    return [r["length"] for r in rows], [100 * r["accuracy"] for r in rows]
+
+
+def test_sizes(report: ReportContext) -> None:
+    """The test set sizes, and how coarse the reference's own test set made its number."""
+    sizes = sorted({(r.summary["test"].get("examples"), e.profile)
+                    for e in report.experiments("recall") for r in e.done
+                    if r.summary["test"].get("examples")}, key=str)
+    if not sizes:
+        return
+    reported = [e for e in report.experiments("recall", "reference") if e.reference is not None]
+    n = reported[0].task_config.get("test_size", 0) if reported else 0
+    shown = reported and n and not reported[0].quick  # a --quick test set says nothing
+    reference = reported[0].reference if shown else 0.0
+    report.doc.paragraph(PROSE.say("test_sizes", sizes=sizes, reference_size=n if shown else 0,
+                                   reference=reference,
+                                   se=binomial_se(reference, n) if shown else 0.0))
+
+
+def learning_figures(report: ReportContext, runs: list, k: int) -> None:
+    """Training loss and validation accuracy by epoch, and the widest model's examples."""
+    def curves(key: str, scale: float = 1.0) -> list[plots.Series]:
+        return [(e.label, *e.first().curve(key, scale)) for e in runs]
+
+    report.figure("recall_train_loss.png", lambda path: plots.draw_lines(
+        curves("train_loss"), path, xlabel="epoch", ylabel="training loss (cross-entropy)",
+        integer_x=True, title="Task 2: training loss by epoch (reference settings)"),
+        PROSE.say("train_loss"))
+    report.figure("recall_valid_accuracy.png", lambda path: plots.draw_lines(
+        curves("valid_accuracy", 100.0), path, xlabel="epoch", ylabel="validation accuracy (%)",
+        integer_x=True, title="Task 2: validation accuracy by epoch (reference settings)"),
+        PROSE.say("valid_accuracy"))
+    widest = max(runs, key=lambda e: e.first().config["model"]["hidden_size"])
+    run = widest.first()
+    if (run.path / "examples.json").is_file():
+        report.figure("recall_examples.png", lambda path: draw_short_examples(
+            run.record, k, path, widest.label), PROSE.say("examples", label=widest.label))
+    else:
+        report.doc.paragraph(PROSE.say("no_examples"))
+
+
+def draw_short_examples(record: RunRecord, k: int, path: Path, label: str) -> Path | None:
+    """The run's example sequences of lengths 3..7 (the exercise showed those)."""
+    examples = read_examples(record) or {}
+    chosen = [e for e in examples.get("examples", []) if 3 <= len(e["sequence"]) <= 7]
+    return draw_examples_table({"k": examples.get("k", k), "examples": chosen, "errors": []},
+                               path, f"{label}: test sequences of lengths 3..7")
 
 
 # -- figures (from the records only) --------------------------------------------------
@@ -96,12 +173,13 @@ def draw_examples_table(examples: dict, path: Path, title: str) -> Path | None:
     if not rows:
         return None
     k = examples["k"]
-    cells = [[" ".join(f"[{d}]" if i == k else str(d) for i, d in enumerate(e["sequence"])), str(e["length"]),
-              str(e["label"]), str(e["prediction"]), f"{e['probability']:.2f}"] for e in rows]
+    cells = [[" ".join(f"[{d}]" if i == k else str(d) for i, d in enumerate(e["sequence"])),
+              str(e["length"]), str(e["label"]), str(e["prediction"]), f"{e['probability']:.2f}"]
+             for e in rows]
     fig, ax = plots.plt.subplots(figsize=(6.5, 0.22 * (len(rows) + 1)))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=[f"sequence (position K={k} in [ ])", "length", "truth",
-                                                "prediction", "p"], cellLoc="center",
+    header = [f"sequence (position K={k} in [ ])", "length", "truth", "prediction", "p"]
+    table = ax.table(cellText=cells, colLabels=header, cellLoc="center",
                      colWidths=[0.5, 0.12, 0.12, 0.14, 0.12], bbox=[0, 0, 1, 1])  # fills the axes
     table.auto_set_font_size(False)
     table.set_fontsize(8)
@@ -126,7 +204,8 @@ def draw_run_figures(record: RunRecord) -> list[Path]:
 
 
 def draw_sweep_figures(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
-    """One line per run (hidden size): training loss, validation accuracy, test accuracy by length."""
+    """One line per run (hidden size): training loss, validation accuracy, test accuracy by
+    length."""
     runs = [(label_of(r), r) for r in records]
     paths = [
         plots.save(plots.curves_figure(runs, [("train_loss", "")], "training loss (cross-entropy)",
