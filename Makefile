@@ -29,7 +29,7 @@ reproduce: data
 smoke: data
 	$(BIN)/rnnlab train mnist --dry-run --force --out runs/smoke
 
-test: setup
+test: setup lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: setup

@@ -70,6 +70,8 @@ def test_mnist_predicts_arrays_images_and_files(tmp_path, fake_mnist):
     assert from_array.probabilities == pytest.approx(from_file.probabilities)
     assert from_image.label == from_file.label == from_array.label
     assert len(run.predict(digit, digit)) == 2
+    as_floats = run.predict(digit.astype(np.float32) / 255)  # as matplotlib keeps images
+    assert as_floats.probabilities == pytest.approx(from_array.probabilities)
     with pytest.raises(rnnlab.InputError, match="no such file"):
         run.predict(str(tmp_path / "missing.png"))
 
@@ -81,12 +83,16 @@ def test_out_none_trains_in_a_temporary_folder():
 
 
 def test_api_errors_are_typed_and_name_settings_not_flags(tmp_path):
-    with pytest.raises(rnnlab.ConfigError, match="^hidden must be >= 1, got 0$"):
+    with pytest.raises(rnnlab.ConfigError, match=r"^hidden must be >= 1, got 0$"):
         rnnlab.train("recall", hidden=0, out=tmp_path / "x")
-    with pytest.raises(rnnlab.ConfigError, match="^batch_size must be >= 1"):
+    with pytest.raises(rnnlab.ConfigError, match=r"^batch_size must be >= 1"):
         rnnlab.train("recall", batch_size=0, out=tmp_path / "x")
     with pytest.raises(rnnlab.ConfigError, match="is not a setting of the recall task"):
         rnnlab.train("recall", dataset="mnist", out=tmp_path / "x")
+    with pytest.raises(rnnlab.ConfigError, match=r"^epochs must be an int, got '3'$"):
+        rnnlab.train("recall", epochs="3", out=tmp_path / "x")
+    with pytest.raises(rnnlab.ConfigError, match=r"^bidirectional must be a bool"):
+        rnnlab.train("recall", bidirectional="yes", out=tmp_path / "x")
     with pytest.raises(rnnlab.UnknownNameError, match="choose one of mnist, recall, addition"):
         rnnlab.train("sorting")
     with pytest.raises(rnnlab.RunFolderError, match="not an rnnlab run folder"):
@@ -99,7 +105,8 @@ def test_a_folder_of_runs_names_the_runs_inside(tmp_path):
 
     assert main(["train", "recall", "--dry-run", "--quiet", "--hidden", "2", "3", "--out",
                  str(tmp_path / "sweep"), "--no-figures", "--threads", "1"]) == 0
-    with pytest.raises(rnnlab.RunFolderError, match="holds runs, not one run: choose one of") as err:
+    with pytest.raises(rnnlab.RunFolderError, match="holds runs, not one run: choose one of") \
+            as err:
         rnnlab.load(tmp_path / "sweep")
     assert "hidden-2" in str(err.value) and "hidden-3" in str(err.value)
     assert main(["evaluate", str(tmp_path / "sweep")]) == 2

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from fakes import write_fake_mnist
-from rnnlab.cli.parsing import HelpFormatter, OneLineErrorParser, new_subparsers
 from rnnlab.cli import data as data_cli
+from rnnlab.cli.parsing import HelpFormatter, OneLineErrorParser, new_subparsers
 from rnnlab.core import fileio
 from rnnlab.core.data import sources
 from rnnlab.core.data.idx import encode_idx, gzip_bytes

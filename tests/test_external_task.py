@@ -30,7 +30,7 @@ from rnnlab.core.train import (
     TrainConfig,
     evaluate,
 )
-from rnnlab.tasks.base import Experiment, Flaw, PredictOptions, Prediction, Task
+from rnnlab.tasks.base import Experiment, Flaw, Prediction, PredictOptions, Task
 
 torch.set_num_threads(1)
 
@@ -110,7 +110,7 @@ class ParityTask(Task):
     def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
         train = replace(cls.train_defaults, seed=seeds[0])
         model = replace(cls.model_defaults, hidden_size=16 if profile == "reference" else 32)
-        return [Experiment("parity", "gru", "GRU parity", profile, "classifier", model, train,
+        return [Experiment(cls.name, "gru", "GRU parity", profile, "classifier", model, train,
                            {"length": 6, "train_size": 256, "test_size": 128}, reference=50.0,
                            note="a made-up reference of 50%", seeds=seeds[:1])]
 
@@ -134,7 +134,7 @@ def test_a_registered_task_trains_loads_predicts_and_evaluates(parity, tmp_path)
     assert again.evaluate()["accuracy"] == again.summary["test"]["accuracy"]
     with pytest.raises(InputError, match="not a bit string"):
         again.predict("12")
-    with pytest.raises(rnnlab.ConfigError, match="length must be in 1..64"):
+    with pytest.raises(rnnlab.ConfigError, match=r"length must be in 1\.\.64"):
         rnnlab.train("parity", length=99, out=tmp_path / "q")
 
 
@@ -160,3 +160,21 @@ def test_a_registered_task_runs_through_reproduce_and_the_report(parity, tmp_pat
     assert "the parity of a bit string" in md and "GRU parity" in md
     assert "A parity model either counts every bit or guesses" in md
     assert main(["report", str(out)]) == 0
+
+
+def test_a_task_workers_cannot_import_is_refused_before_the_pool_starts(tmp_path, capsys):
+    """A class from a notebook cell lives in ``__main__``: worker processes cannot import it,
+    and a pool would wait for them forever."""
+    cell_task = type("CellTask", (ParityTask,), {"name": "celltask", "__module__": "__main__"})
+    rnnlab.register_task(cell_task)
+    try:
+        args = ["reproduce", "--tasks", "celltask", "--quick", "--jobs", "2", "--quiet",
+                "--out", str(tmp_path / "r")]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "--jobs above 1 needs the celltask task importable" in err
+        assert main([*args[:5], "1", *args[6:]]) == 0  # one job trains it in this process
+    finally:
+        from rnnlab.tasks.registry import REGISTRY
+
+        REGISTRY.classes.pop("celltask", None)

@@ -74,11 +74,14 @@ VARIANTS = {
     "dark-on-light small": lambda s: draw(s, (40, 40), radius=12),
     "dark-on-light large off-centre": lambda s: draw(s, (600, 400), (150, 280), radius=90),
     "light-on-dark": lambda s: draw(s, (64, 64), radius=20, fg=WHITE, bg=BLACK),
-    "grey L, tiny glyph in a corner": lambda s: draw(s, (200, 200), (30, 170), radius=8, fg=40, bg=220, mode="L"),
-    "coloured ink on coloured paper": lambda s: draw(s, (128, 96), (80, 40), radius=25, fg=(20, 20, 160), bg=(250, 240, 170)),
+    "grey L, tiny glyph in a corner": lambda s: draw(s, (200, 200), (30, 170), radius=8, fg=40,
+                                                     bg=220, mode="L"),
+    "coloured ink on coloured paper": lambda s: draw(s, (128, 96), (80, 40), radius=25,
+                                                     fg=(20, 20, 160), bg=(250, 240, 170)),
     "yellow ink on navy": lambda s: draw(s, (100, 100), radius=30, fg=(255, 230, 0), bg=(0, 0, 60)),
     "RGBA transparent background": rgba_transparent,
-    "palette": lambda s: draw(s, (70, 90), (30, 50), radius=20).convert("P", palette=Image.Palette.ADAPTIVE),
+    "palette": lambda s: (draw(s, (70, 90), (30, 50), radius=20)
+                          .convert("P", palette=Image.Palette.ADAPTIVE)),
     "LA": lambda s: draw(s, (64, 64), radius=20, fg=(0, 255), bg=(255, 255), mode="LA"),
     "16-bit grey": sixteen_bit,
     "1-bit": lambda s: draw(s, (64, 64), radius=20, fg=0, bg=1, mode="1"),
@@ -97,7 +100,8 @@ def test_preprocess_centres_and_scales_every_variant(shape):
         assert out.max() == 255, name
         assert abs(mass - reference[1]) <= 0.3 * reference[1], (name, mass, reference[1])
         if shape == "ring":  # symmetric: its 20x20 box sits 4 pixels from each edge
-            assert out[:3].sum() == out[-3:].sum() == out[:, :3].sum() == out[:, -3:].sum() == 0, name
+            assert (out[:3].sum() == out[-3:].sum() == out[:, :3].sum()
+                    == out[:, -3:].sum() == 0), name
 
 
 def test_preprocess_keeps_aspect_ratio():
@@ -124,24 +128,38 @@ def test_preprocess_rejects_an_empty_image(img):
         preprocess_image(img, "scan.png")
 
 
-@pytest.mark.parametrize("img", [Image.new("RGB", (50, 40), (250, 250, 250)), Image.new("L", (1, 1)),
-                                 Image.fromarray(np.random.default_rng(0).integers(240, 256, (60, 60), dtype=np.uint8))])
+@pytest.mark.parametrize("img", [
+    Image.new("RGB", (50, 40), (250, 250, 250)),
+    Image.new("L", (1, 1)),
+    Image.fromarray(np.random.default_rng(0).integers(240, 256, (60, 60), dtype=np.uint8)),
+])
 def test_preprocess_rejects_a_blank_page(img):
     with pytest.raises(UserError, match=r"^page\.png: blank page"):
         preprocess_image(img, "page.png")
 
 
 # -- file formats ---------------------------------------------------------------------
-@pytest.mark.parametrize("suffix, mode", [(".png", "RGB"), (".png", "RGBA"), (".png", "P"), (".png", "I;16"),
-                                          (".jpg", "RGB"), (".jpeg", "L"), (".bmp", "RGB"), (".bmp", "1"),
-                                          (".gif", "P"), (".tif", "RGB"), (".tiff", "I;16")])
+@pytest.mark.parametrize("suffix, mode", [
+    (".png", "RGB"),
+    (".png", "RGBA"),
+    (".png", "P"),
+    (".png", "I;16"),
+    (".jpg", "RGB"),
+    (".jpeg", "L"),
+    (".bmp", "RGB"),
+    (".bmp", "1"),
+    (".gif", "P"),
+    (".tif", "RGB"),
+    (".tiff", "I;16"),
+])
 def test_every_format_round_trips(tmp_path, suffix, mode):
     original = draw("seven", (96, 80), (40, 45), radius=25)
     if mode == "I;16":
         img = Image.fromarray(np.asarray(original.convert("L")).astype(np.uint16) * 257)
     elif mode == "RGBA":
         img = original.convert("RGBA")
-        img.putalpha(Image.eval(original.convert("L"), lambda v: 255 - v))  # ink opaque, paper clear
+        # ink opaque, paper clear
+        img.putalpha(Image.eval(original.convert("L"), lambda v: 255 - v))
     else:
         img = original.convert(mode)
     path = tmp_path / f"digit{suffix}"
@@ -168,7 +186,8 @@ def training_image(label: int, rng: np.random.Generator) -> Image.Image:
     r = float(rng.uniform(0.2, 0.35)) * min(w, h)
     centre = (w / 2 + rng.uniform(-0.1, 0.1) * w, h / 2 + rng.uniform(-0.1, 0.1) * h)
     fg, bg = (BLACK, WHITE) if rng.random() < 0.5 else (WHITE, BLACK)
-    return draw(SHAPES[label], (w, h), centre, r, fg, bg, width=max(2, round(r * rng.uniform(0.15, 0.3))))
+    return draw(SHAPES[label], (w, h), centre, r, fg, bg,
+                width=max(2, round(r * rng.uniform(0.15, 0.3))))
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +214,8 @@ def trained_run(tmp_path_factory):
                    TrainConfig(epochs=12, batch_size=32, lr=0.01, seed=1, eval_batch_size=160),
                    asdict(MnistTaskConfig()), quiet=True)
     objective = ClassificationObjective()
-    summary = execute_run(plan, lambda: TaskData(ShuffledBatches(data, 32, 1), data.in_order(160), objective),
+    summary = execute_run(plan, lambda: TaskData(ShuffledBatches(data, 32, 1), data.in_order(160),
+                                                 objective),
                           lambda model, record: {"accuracy": 0.0})
     assert summary["best_valid_accuracy"] == 1.0, "the tiny model must learn its own training set"
     return out, raw, labels
@@ -253,7 +273,8 @@ def test_folder_glob_top_and_json(trained_run, tmp_path, capsys):
     for obj, (_, label) in zip(objs, written, strict=False):
         assert obj["prediction"] == label and obj["label_name"] == str(label)
         probs = [p["probability"] for p in obj["probabilities"]]
-        assert len(probs) == 2 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert (len(probs) == 2 and probs == sorted(probs, reverse=True)
+                and 0 < sum(probs) <= 1 + 1e-6)
 
 
 def test_show_input_writes_what_the_model_saw(trained_run, tmp_path, capsys):
@@ -277,7 +298,8 @@ def test_dry_run_predicts_nothing(trained_run, tmp_path, capsys):
     written = write_pngs(tmp_path / "in", raw, labels, count=2)
     code = predict_images(RunRecord.open(run), [str(tmp_path / "in")], predict_args(dry_run=True))
     out = capsys.readouterr().out
-    assert code == 0 and out.startswith("dry run: 2 of 2 input(s) readable") and str(written[0][0]) not in out
+    assert (code == 0 and out.startswith("dry run: 2 of 2 input(s) readable")
+            and str(written[0][0]) not in out)
 
 
 # -- bad inputs: one line each, exit code 2, the good images still predicted --------------
@@ -297,8 +319,8 @@ def make_bad(kind: str, folder: Path) -> Path:
     return path
 
 
-BAD = {"missing": "no such file", "not-an-image": "not an image", "truncated": "truncated or corrupt",
-       "empty": "empty file", "blank": "blank page"}
+BAD = {"missing": "no such file", "not-an-image": "not an image",
+       "truncated": "truncated or corrupt", "empty": "empty file", "blank": "blank page"}
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, list[str], list[str]]:
@@ -316,7 +338,8 @@ def test_each_bad_input_is_one_line_and_exit_code_2(trained_run, tmp_path, capsy
     bad = make_bad(kind, tmp_path)
     code, out, err = run_cli(["predict", str(run), str(bad), str(good), "--quiet"], capsys)
     assert code == 2
-    assert err == [f"rnnlab: error: {bad}: {err[0].split(': ', 3)[-1]}"] and BAD[kind] in err[0], err
+    assert (err == [f"rnnlab: error: {bad}: {err[0].split(': ', 3)[-1]}"]
+            and BAD[kind] in err[0]), err
     assert out == [line for line in out if line.startswith(f"{good}: {label} (")] and len(out) == 1
 
 
@@ -334,12 +357,15 @@ def test_all_bad_inputs_in_one_call(trained_run, tmp_path, capsys):
     assert [line.split(": ")[0] for line in out] == [str(p) for p, _ in written]
 
 
-def test_names_the_file_system_refuses_are_one_line_and_the_good_image_is_predicted(trained_run, tmp_path,
-                                                                                     capsys):
+def test_names_the_file_system_refuses_are_one_line_and_the_good_image_is_predicted(trained_run,
+                                                                                    tmp_path,
+                                                                                    capsys):
     run, raw, labels = trained_run
     (good, label), = write_pngs(tmp_path / "in", raw, labels, count=1)
-    too_long, glob_too_long = str(tmp_path / ("a" * 300 + ".png")), str(tmp_path / ("x*" + "a" * 300))
-    code, out, err = run_cli(["predict", str(run), too_long, glob_too_long, str(good), "--quiet"], capsys)
+    too_long = str(tmp_path / ("a" * 300 + ".png"))
+    glob_too_long = str(tmp_path / ("x*" + "a" * 300))
+    code, out, err = run_cli(["predict", str(run), too_long, glob_too_long, str(good), "--quiet"],
+                             capsys)
     assert code == 2 and len(err) == 2 and all("File name too long" in line for line in err), err
     assert len(out) == 1 and out[0].startswith(f"{good}: {label} (")
     (tmp_path / "afile").write_text("")
@@ -372,7 +398,7 @@ def test_a_run_that_is_not_a_digit_model(trained_run, tmp_path):
 def test_bad_options_are_one_line_errors(trained_run, tmp_path):
     run, _, _ = trained_run
     record = RunRecord.open(run)
-    with pytest.raises(UserError, match="top must be in 1..10"):
+    with pytest.raises(UserError, match=r"top must be in 1..10"):
         predict_images(record, ["x.png"], predict_args(top=11))
     with pytest.raises(UserError, match="batch_size must be >= 1"):
         predict_images(record, ["x.png"], predict_args(batch_size=0))
@@ -395,7 +421,8 @@ def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
 
 
 def test_fashion_layout_fills_the_field_and_centres_the_box():
-    out = preprocess_image(draw("dash", (120, 80), (30, 20), radius=20, width=10), dataset="fashion-mnist")
+    out = preprocess_image(draw("dash", (120, 80), (30, 20), radius=20, width=10),
+                           dataset="fashion-mnist")
     _, _, height, width = ink_stats(out)
     assert width == 28 and 5 <= height <= 8
     rows = np.flatnonzero(out.any(axis=1))

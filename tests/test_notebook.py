@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "exercise.ipynb"
-CELL_TIMEOUT = 600  # seconds per cell: generous, for a slow or busy machine
+CELL_TIMEOUT = 240  # seconds per cell: generous, and inside pytest-timeout's 300 s per test
 
 
 def require(module: str):

@@ -31,8 +31,8 @@ def test_reference_profile_lists_every_configuration_of_the_exercise():
     exps = all_experiments("reference", quick=False, seeds=3)
     assert names(exps, "mnist") == ["rnn", "lstm", "gru", "birnn", "bilstm", "bigru"]
     assert names(exps, "recall") == ["hidden-2", "hidden-5", "hidden-10"]
-    assert names(exps, "addition") == ["h3-mse", "h10-mse", "h5-mse", "h5-bce", "h5-mse-len3", "h5-mse-len5",
-                                       "h5-mse-len10"]
+    assert names(exps, "addition") == ["h3-mse", "h10-mse", "h5-mse", "h5-bce", "h5-mse-len3",
+                                       "h5-mse-len5", "h5-mse-len10"]
     assert all(e.seeds == (2111,) and e.profile == "reference" for e in exps)
     by_id = {(e.task, e.name): e for e in exps}
     for name, ref in mnist_study.REFERENCE.items():
@@ -41,12 +41,14 @@ def test_reference_profile_lists_every_configuration_of_the_exercise():
         assert by_id["addition", name].reference == ref
     assert by_id["recall", "hidden-10"].reference == recall_study.REFERENCE[10]
     lstm = by_id["mnist", "lstm"]
-    assert (lstm.train.epochs, lstm.train.batch_size, lstm.train.lr, lstm.model.hidden_size) == (7, 500, 0.01, 100)
+    assert (lstm.train.epochs, lstm.train.batch_size, lstm.train.lr,
+            lstm.model.hidden_size) == (7, 500, 0.01, 100)
     recall = by_id["recall", "hidden-5"]
     assert (recall.train.epochs, recall.train.batch_size, recall.train.lr) == (10, 1, 0.002)
     assert (recall.task_config["train_size"], recall.task_config["k"]) == (800, 1)
     len3 = by_id["addition", "h5-mse-len3"]
-    assert (len3.task_config["train_lengths"], len3.task_config["loss"], len3.model.hidden_size) == ("3", "mse", 5)
+    assert (len3.task_config["train_lengths"], len3.task_config["loss"],
+            len3.model.hidden_size) == ("3", "mse", 5)
     assert (len3.train.epochs, len3.train.batch_size, len3.train.lr) == (5, 1, 0.01)
 
 
@@ -58,7 +60,8 @@ def test_ablations_put_each_flaw_back_and_can_be_left_out():
     assert ablations["bilstm-last-step"].baseline == "bilstm"
     assert ablations["rnn-no-clip"].train.clip is None
     assert {e.name: e for e in exps}["rnn"].train.clip == 1.0
-    assert not [e for e in all_experiments("reference", False, 1, ablations=False) if e.role == "ablation"]
+    assert not [e for e in all_experiments("reference", False, 1, ablations=False)
+                if e.role == "ablation"]
     assert not [e for e in all_experiments("tuned", False, 1) if e.role == "ablation"]
 
 
@@ -103,7 +106,8 @@ def test_quick_reproduction_end_to_end_then_everything_is_reused(fake_mnist, tmp
     printed = capsys.readouterr().out
     manifest = json.loads((out / "reproduce.json").read_text())
     runs = [r for e in manifest["experiments"] for r in e["runs"]]
-    assert len(runs) == len(all_experiments("reference", quick=True, seeds=1)) >= 16 + 3  # + ablations
+    listed = all_experiments("reference", quick=True, seeds=1)
+    assert len(runs) == len(listed) >= 16 + 3  # + ablations
     assert all(RunRecord(out / r).is_complete for r in runs)
     assert f"{len(runs)} run(s) trained, 0 reused" in printed
     md = (out / "report.md").read_text()
@@ -120,13 +124,14 @@ def test_quick_reproduction_end_to_end_then_everything_is_reused(fake_mnist, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_reproduction_completes_on_rerun_without_redoing_runs(fake_mnist, tmp_path, capsys, signum):
+def test_interrupted_reproduction_completes_on_rerun_without_redoing_runs(fake_mnist, tmp_path,
+                                                                          capsys, signum):
     out = tmp_path / "repro"
-    args = ["reproduce", "--quick", "--tasks", "mnist", "--no-ablations", "--out", str(out), "--threads", "1",
-            "--quiet", "--no-figures"]
+    args = ["reproduce", "--quick", "--tasks", "mnist", "--no-ablations", "--out", str(out),
+            "--threads", "1", "--quiet", "--no-figures"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not summaries(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -173,19 +178,22 @@ def is_alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+                    reason="reads the process table from /proc")
 def test_kill_9_of_a_parallel_reproduction_leaves_no_worker_training(fake_mnist, tmp_path, capsys):
     """Workers die with their parent, so the rerun is the only writer of every run folder."""
     out = tmp_path / "repro"
-    args = ["reproduce", "--quick", "--tasks", "mnist", "--no-ablations", "--out", str(out), "--jobs", "2",
-            "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+    args = ["reproduce", "--quick", "--tasks", "mnist", "--no-ablations", "--out", str(out),
+            "--jobs", "2", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not summaries(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = worker_pids(proc.pid)
-    assert len(workers) == 2 and proc.poll() is None, "the reproduction ended before it could be killed"
+    assert len(workers) == 2 and proc.poll() is None, \
+        "the reproduction ended before it could be killed"
     proc.kill()
     proc.wait()
     # with the kernel's parent-death signal they are gone in milliseconds; an orphan would
@@ -205,7 +213,8 @@ def test_kill_9_of_a_parallel_reproduction_leaves_no_worker_training(fake_mnist,
 
 def test_a_reused_run_whose_figures_were_cut_short_gets_them_drawn(fake_mnist, tmp_path, capsys):
     out = tmp_path / "repro"
-    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--out", str(out), "--quiet"]
+    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--out", str(out),
+            "--quiet"]
     assert main(args) == 0
     record = RunRecord(summaries(out)[0].parent)
     drawn = sorted(p.name for p in record.figures_dir.glob("*.png"))
@@ -216,13 +225,15 @@ def test_a_reused_run_whose_figures_were_cut_short_gets_them_drawn(fake_mnist, t
     before = summaries(out)[0].stat().st_mtime_ns
     assert main(args) == 0
     assert "0 run(s) trained" in capsys.readouterr().out
-    assert sorted(p.name for p in record.figures_dir.glob("*.png")) == drawn and record.figures_drawn
+    assert (sorted(p.name for p in record.figures_dir.glob("*.png")) == drawn
+            and record.figures_drawn)
     assert summaries(out)[0].stat().st_mtime_ns == before  # reused, not retrained
 
 
 def test_profiles_accumulate_and_other_settings_are_refused(tmp_path, capsys):
     out = tmp_path / "repro"
-    base = ["reproduce", "--tasks", "recall", "--out", str(out), "--threads", "1", "--quiet", "--no-figures"]
+    base = ["reproduce", "--tasks", "recall", "--out", str(out), "--threads", "1", "--quiet",
+            "--no-figures"]
     assert main([*base, "--quick"]) == 0
     assert main([*base, "--quick", "--profile", "tuned", "--seeds", "2"]) == 0
     manifest = json.loads((out / "reproduce.json").read_text())
@@ -240,14 +251,16 @@ def test_one_reproduction_per_folder(tmp_path, capsys):
     out.mkdir()
     with open(out / ".reproduce.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert main(["reproduce", "--quick", "--tasks", "recall", "--out", str(out), "--quiet"]) == 2
+        assert main(["reproduce", "--quick", "--tasks", "recall", "--out", str(out),
+                     "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another rnnlab reproduce" in err[0]
 
 
 def test_parallel_jobs_train_the_same_runs_as_one_process(tmp_path, capsys):
     """--jobs 2 trains in worker processes; the records equal a sequential reproduction's."""
-    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--quiet", "--no-figures"]
+    args = ["reproduce", "--quick", "--tasks", "addition", "--no-ablations", "--quiet",
+            "--no-figures"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
     one = sorted((tmp_path / "one").glob("runs/**/metrics.csv"))

@@ -52,7 +52,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         profile=args.profile, quick=bool(args.quick or args.dry_run),
         tasks=tuple(args.tasks) if args.tasks else None, ablations=args.ablations,
         seeds=args.seeds, seed=args.seed, out=args.out, force=args.force, threads=args.threads,
-        jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet, data_dir=args.data_dir)
+        jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet, data_dir=args.data_dir,
+        on_run=lambda line: print(line, flush=True))
     result = reproduce(options)
     print(f"{result.trained} run(s) trained, {result.reused} reused, {result.seconds:.0f}s",
           flush=True)

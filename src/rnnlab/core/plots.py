@@ -10,20 +10,23 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display needed; figures only go to files
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from rnnlab.core.fileio import atomic_open
 from rnnlab.core.records import RunRecord
 
 
-def save(fig, path: Path) -> Path:
+def subplots(*grid: int, figsize: tuple[float, float], **options) -> tuple[Figure, object]:
+    """A figure and its axes, made without pyplot: figures only go to files, and a
+    notebook's own plotting backend (inline plots) stays as the user set it."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
+
+
+def save(fig: Figure, path: Path) -> Path:
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -35,7 +38,7 @@ def metric_by_epoch(record: RunRecord, key: str) -> tuple[list[int], list[float]
 def curves_figure(runs: Sequence[tuple[str, RunRecord]], keys: Sequence[tuple[str, str]],
                   ylabel: str, title: str, percent: bool = False):
     """One line per (run, metric): ``keys`` is a list of (metric key, legend suffix)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for label, record in runs:
         for key, suffix in keys:
             epochs, values = metric_by_epoch(record, key)
@@ -77,7 +80,7 @@ def confusion_matrix(rows: list[dict[str, int]], classes: int) -> np.ndarray:
 
 
 def draw_confusion(matrix: np.ndarray, names: Sequence[str], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = subplots(figsize=(5.5, 5))
     ax.imshow(np.log1p(matrix), cmap="Blues")
     for (i, j), n in np.ndenumerate(matrix):
         ax.text(j, i, str(n), ha="center", va="center", fontsize=6,
@@ -95,9 +98,8 @@ def draw_image_grid(images: np.ndarray, rows: list[dict[str, int]], names: Seque
     """Images with 'pred / true' captions; misclassified ones in red with a red frame."""
     n = len(rows)
     cols = min(n, 10)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols,
-                             figsize=(1.3 * cols, 1.6 * ((n + cols - 1) // cols)),
-                             squeeze=False)
+    grid_rows = (n + cols - 1) // cols
+    fig, axes = subplots(grid_rows, cols, figsize=(1.3 * cols, 1.6 * grid_rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows, strict=False):
@@ -105,13 +107,14 @@ def draw_image_grid(images: np.ndarray, rows: list[dict[str, int]], names: Seque
         ax.imshow(images[row["index"]], cmap="gray_r" if not wrong else "Reds")
         ax.set_title(f"pred {names[row['prediction']]}\ntrue {names[row['label']]}", fontsize=7,
                      color="red" if wrong else "black")
-    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.suptitle(title, fontsize=9, y=1.0 + 0.12 / grid_rows)  # above the captions, not on them
     return save(fig, path)
 
 
 def draw_batch_losses(record: RunRecord, path: Path) -> Path:
     losses = record.summary()["test"].get("batch_losses", [])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(losses) + 1), losses, marker="o", ms=3)
     ax.set_xlabel("test batch")
     ax.set_ylabel("cross-entropy loss")
@@ -129,7 +132,7 @@ def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str
                ylim: tuple[float, float] | None = None, integer_x: bool = False) -> Path:
     """One solid line per series; ``dashed`` series (e.g. the reference's curves) take the
     colour of the solid series with the same label prefix, or the next free colour."""
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = subplots(figsize=(6.4, 4))
     colours: dict[str, str] = {}
     for label, xs, ys in series:
         (line,) = ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
@@ -158,7 +161,7 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
     """Panels side by side, ``columns`` to a row: (panel title, series) each."""
     cols = min(columns, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (panel_title, series) in zip(axes.flat, panels, strict=False):

@@ -10,6 +10,7 @@ done, and its time estimate comes from the elapsed rate).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import statistics
@@ -77,7 +78,5 @@ class EpochTimes:
                                             "work": work(exp), "task": exp.task}
 
     def save(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache folder costs only an estimate
             atomic_write_json(self.path, self.entries)
-        except OSError:
-            pass  # a read-only cache folder costs only the next estimate

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnnlab.core.errors import RunFolderError
+from rnnlab.core.errors import ConfigError, RunFolderError
 from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import RunPlan, saved_config
 from rnnlab.core.threads import configure_threads
@@ -70,16 +70,20 @@ def progress_bar(total: float, quiet: bool) -> tqdm:
 class RunSettings:
     data_dir: str | None = None
     figures: bool = True
-    quiet: bool = False
+    quiet: bool = False  # no progress bar
     workers: int = 1
     force: bool = False
+    on_run: Callable[[str], None] | None = None  # receives a line when a run finishes
 
 
-def report_trained(job: Job, summary: dict, seconds: float, bar: tqdm) -> dict:
-    """Say what a run just trained scored; its status row."""
+def report_trained(job: Job, summary: dict, seconds: float, bar: tqdm,
+                   settings: RunSettings) -> dict:
+    """Say (to ``settings.on_run``, above the bar) what a run just scored; its status row."""
     metric, value = REGISTRY.get(job.exp.task).headline(summary)
-    line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
-    bar.write(line) if not bar.disable else print(line, flush=True)
+    if settings.on_run is not None:
+        line = f"{job.run_id}: {metric} {value:.2f}% ({seconds:.0f}s)"
+        with bar.external_write_mode():
+            settings.on_run(line)
     return {"run": job.run_id, "status": "trained", "seconds": seconds}
 
 
@@ -129,7 +133,8 @@ def run_sequential(pending: list[Job], settings: RunSettings) -> list[dict]:
             started = time.perf_counter()
             summary = train_run(job.plan, data_dir=settings.data_dir, figures=settings.figures,
                                 on_epoch=on_epoch)
-            statuses.append(report_trained(job, summary, time.perf_counter() - started, bar))
+            statuses.append(report_trained(job, summary, time.perf_counter() - started, bar,
+                                            settings))
     return statuses
 
 
@@ -140,6 +145,8 @@ def run_parallel(pending: list[Job], settings: RunSettings) -> list[dict]:
     two-thread process: small recurrent steps do not split well across threads.
     """
     pending = sorted(pending, key=lambda j: -j.seconds)
+    for task in {REGISTRY.get(j.exp.task) for j in pending}:
+        check_importable(task)
     work = [(i, REGISTRY.get(j.exp.task), j.plan, settings.data_dir, settings.figures)
             for i, j in enumerate(pending)]
     statuses = []
@@ -151,7 +158,7 @@ def run_parallel(pending: list[Job], settings: RunSettings) -> list[dict]:
         try:
             for index, summary, seconds in pool.imap_unordered(train_job, work):
                 bar.update(pending[index].seconds)
-                statuses.append(report_trained(pending[index], summary, seconds, bar))
+                statuses.append(report_trained(pending[index], summary, seconds, bar, settings))
         except BaseException:
             # unfinished runs keep their last completed epoch (atomic writes) and resume next time
             pool.terminate()
@@ -160,6 +167,18 @@ def run_parallel(pending: list[Job], settings: RunSettings) -> list[dict]:
             pool.close()
             pool.join()
     return statuses
+
+
+def check_importable(task: type[Task]) -> None:
+    """Worker processes import a job's task class by module and name; a class defined in
+    ``__main__`` (a notebook cell, a script) cannot be, and the pool would wait forever."""
+    module = sys.modules.get(task.__module__)
+    spec = getattr(module, "__spec__", None)
+    if task.__module__ == "__main__" or spec is None or \
+            getattr(module, task.__qualname__, None) is not task:
+        raise ConfigError("jobs", f"above 1 needs the {task.name} task importable by worker "
+                          f"processes; {task.__qualname__} is defined in {task.__module__}: "
+                          "move it into a module, or train with one job")
 
 
 def train_job(work: tuple[int, type[Task], RunPlan, str | None, bool]) -> tuple[int, dict, float]:

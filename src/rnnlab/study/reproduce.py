@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,9 @@ class ReproduceOptions:
     threads: int | None = None
     jobs: int = 1  # runs trained at once, each in its own one-thread process
     figures: bool = True
-    quiet: bool = False
+    quiet: bool = False  # no progress bar
     data_dir: str | None = None
+    on_run: Callable[[str], None] | None = None  # receives a line as each run finishes
 
     def __post_init__(self) -> None:
         check(self.profile in (*PROFILES, "all"), "profile",
@@ -90,7 +92,7 @@ def reproduce(options: ReproduceOptions) -> ReproduceResult:
         write_manifest(out, options, experiments)
         started = time.perf_counter()
         settings = RunSettings(options.data_dir, options.figures, options.quiet, options.jobs,
-                               options.force)
+                               options.force, options.on_run)
         statuses = run_all(jobs, settings, EpochTimes())
         seconds = time.perf_counter() - started
         paths = build_report(out, data_dir=options.data_dir)

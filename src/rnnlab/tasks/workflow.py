@@ -57,9 +57,30 @@ def train_settings(task: type[Task]) -> dict[str, list[Setting]]:
 
 
 # -- plans ---------------------------------------------------------------------------
+def check_kind(s: Setting, value: Any) -> None:
+    """A value of the setting's type (an int is a float too; a bool is no number)."""
+    if value is None and s.default is None:
+        return
+    kinds = (int, float) if s.kind is float else (s.kind,)
+    number = s.kind in (int, float)
+    ok = isinstance(value, kinds) and not (number and isinstance(value, bool))
+    check(ok, s.name, f"must be {'an' if s.kind is int else 'a'} {s.kind.__name__}, "
+          f"got {value!r}")
+
+
+def check_kinds(task_class: type[Task], values: dict[str, Any]) -> None:
+    for group in train_settings(task_class).values():
+        for s in group:
+            if s.name in values and s.name != "hidden":
+                check_kind(s, values[s.name])
+
+
 def hidden_sizes(value: Any) -> list[int]:
     """One hidden size or several (a list): several train one run each."""
     sizes = list(value) if isinstance(value, list | tuple) else [value]
+    for size in sizes:
+        check(isinstance(size, int) and not isinstance(size, bool), "hidden",
+              f"must be an int, got {size!r}")
     check(bool(sizes), "hidden", "needs at least one size")
     check(len(set(sizes)) == len(sizes), "hidden",
           f"lists a size twice: {' '.join(map(str, sizes))}")
@@ -77,9 +98,12 @@ def make_plans(task_class: type[Task], values: dict[str, Any], options: RunOptio
     train_values, rest = split_settings(TrainConfig, rest)
     task_values, rest = split_settings(task_class.Config, rest)
     if rest:
-        known = [s.name for group in train_settings(task_class).values() for s in group]
+        groups = train_settings(task_class)
+        groups.pop("output and runtime")  # those are keywords of their own, not settings
+        known = [s.name for group in groups.values() for s in group]
         raise ConfigError(sorted(rest)[0], f"is not a setting of the {task_class.name} task; "
                           f"its settings are {', '.join(known)}")
+    check_kinds(task_class, values)
     task = task_class(task_class.Config(**task_values))
     train = replace(task_class.train_defaults, **train_values)
     sizes = hidden_sizes(model_values.pop("hidden_size", task_class.model_defaults.hidden_size))

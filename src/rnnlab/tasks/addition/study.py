@@ -344,7 +344,7 @@ def label_from_config(config: dict) -> str:
 def accuracy_by_length_figure(runs: Sequence[tuple[str, RunRecord]], title: str = ""):
     """Bit accuracy (left) and whole-number accuracy (right) against length, one line
     per (label, run): each label travels with its own record, so legends cannot swap."""
-    fig, axes = plots.plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plots.subplots(1, 2, figsize=(10, 4))
     longest = 1
     for label, record in runs:
         rows = by_length(record)
@@ -375,7 +375,7 @@ def draw_run_figures(record: RunRecord) -> list[Path]:
     """Loss by epoch (train, validation, test), test accuracy by epoch, accuracy by length."""
     rows, tests = record.metrics(), read_test_by_epoch(record)
     out = record.figures_dir
-    fig, (loss_ax, acc_ax) = plots.plt.subplots(1, 2, figsize=(10, 4))
+    fig, (loss_ax, acc_ax) = plots.subplots(1, 2, figsize=(10, 4))
     noise = record.config()["task_config"].get("train_noise", 0.0)
     loss_ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], marker="o", ms=3,
                  label=f"train (inputs with noise {noise:g})" if noise else "train")

@@ -19,7 +19,6 @@ from PIL import Image
 from torch import Tensor, nn
 
 from rnnlab.core import images, plots
-from rnnlab.core.data import load_dataset
 from rnnlab.core.errors import InputError, UserError, check
 from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.models import ModelConfig
@@ -43,6 +42,7 @@ from rnnlab.tasks.mnist.data import (
     MnistSplits,
     data_root_of,
     load_splits,
+    load_test_images,
     normalise,
     shift_images,
     split_sizes,
@@ -186,7 +186,11 @@ def read_image(name: str, source: Any, dataset: str) -> np.ndarray:
     if isinstance(source, Path):
         return images.load_image(source, dataset)
     if isinstance(source, np.ndarray):
-        array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
+        array = source
+        if array.dtype.kind == "f" and array.size and float(np.nanmax(array)) <= 1.0:
+            array = array * 255.0  # floats in [0, 1], as plotting libraries keep images
+        if array.dtype != np.uint8:
+            array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
         try:
             source = Image.fromarray(array)
         except (TypeError, ValueError) as err:
@@ -239,12 +243,3 @@ def draw_run_figures(record: RunRecord, names: list[str], dataset: str,
             paths.append(plots.draw_image_grid(test_images, wrong, names, out / "misclassified.png",
                                                "Misclassified test images (red)"))
     return paths
-
-
-def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
-    """The test images for captions; None (figure skipped) when the data is not there."""
-    try:
-        arrays = load_dataset(dataset, data_root_of(data_dir))
-    except UserError:
-        return None
-    return arrays.test_images.numpy()

@@ -6,12 +6,13 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rnnlab.core.data import default_data_root, load_dataset, train_valid_split
 from rnnlab.core.data.split import MNIST_NUM_VALID
-from rnnlab.core.errors import check, check_choice
+from rnnlab.core.errors import UserError, check, check_choice
 from rnnlab.core.settings import setting
 from rnnlab.core.train import Batch, TensorDataset
 
@@ -94,3 +95,13 @@ def load_splits(cfg: MnistConfig, seed: int, data_root: Path) -> MnistSplits:
 def data_root_of(data_dir: str | None) -> Path:
     # resolved before the cache above, so it never serves one data root's images for another
     return Path(data_dir) if data_dir else default_data_root()
+
+
+def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
+    """The test images, for figures of predictions; None (the figure is skipped) when
+    the data set is not on this machine."""
+    try:
+        arrays = load_dataset(dataset, data_root_of(data_dir))
+    except UserError:
+        return None
+    return arrays.test_images.numpy()

@@ -9,16 +9,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-
 from rnnlab.core import plots
-from rnnlab.core.data import load_dataset
 from rnnlab.core.document import MISSING, Prose, pct, signed
-from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, Flaw, ReportContext
-from rnnlab.tasks.mnist.data import CLASS_NAMES, SIDE, MnistConfig, data_root_of, split_sizes
+from rnnlab.tasks.mnist.data import (
+    CLASS_NAMES,
+    SIDE,
+    MnistConfig,
+    load_test_images,
+    split_sizes,
+)
 
 PROSE = Prose(Path(__file__).with_name("report.md.j2"))  # the section's sentences
 
@@ -81,29 +83,28 @@ def tuned_experiment(base: Experiment, seeds: tuple[int, ...]) -> Experiment:
                    reference_curve=None, target=TUNED_TARGETS.get(base.name))
 
 
+def ablation(base: Experiment, name: str, label: str, flaw: str, note: str,
+             **changes) -> Experiment:
+    """``base`` with one flaw put back (``changes``); the report sets the two side by side."""
+    return replace(base, name=name, label=label, role="ablation", baseline=base.name, flaw=flaw,
+                   reference_curve=None, note=note, **changes)
+
+
 def ablations(seed: int) -> list[Experiment]:
     """The reference's flaws put back, one at a time, to measure what fixing each changed."""
-    found = []
-    for name in ("birnn", "bilstm"):
-        base = reference_experiment(name, seed)
-        found.append(replace(
-            base, name=f"{name}-last-step", label=f"{base.label}, last-step readout",
-            model=replace(base.model, readout="last_step"), role="ablation", baseline=name,
-            flaw="bidirectional-readout", reference_curve=None,
-            note="the reference's readout: the output at the last time step (flawed)"))
-    for name in ("lstm", "gru"):
-        base = reference_experiment(name, seed)
-        found.append(replace(
-            base, name=f"{name}-constant-lr", label=f"{base.label}, constant lr",
-            train=replace(base.train, schedule="constant"), role="ablation", baseline=name,
-            flaw="constant-lr", reference_curve=None,
-            note="the reference's schedule: Adam at a constant 0.01 (no decay)"))
-    base = reference_experiment("rnn", seed)
-    found.append(replace(
-        base, name="rnn-no-clip", label="RNN, no gradient clipping",
-        train=replace(base.train, clip=None), role="ablation", baseline="rnn",
-        flaw="rnn-unclipped", reference_curve=None,
-        note="the reference's setting: lr 0.01 without gradient clipping (flawed)"))
+    ref = {name: reference_experiment(name, seed) for name in MODELS}
+    found = [ablation(ref[n], f"{n}-last-step", f"{ref[n].label}, last-step readout",
+                      "bidirectional-readout",
+                      "the reference's readout: the output at the last time step (flawed)",
+                      model=replace(ref[n].model, readout="last_step"))
+             for n in ("birnn", "bilstm")]
+    found += [ablation(ref[n], f"{n}-constant-lr", f"{ref[n].label}, constant lr", "constant-lr",
+                       "the reference's schedule: Adam at a constant 0.01 (no decay)",
+                       train=replace(ref[n].train, schedule="constant"))
+              for n in ("lstm", "gru")]
+    found.append(ablation(ref["rnn"], "rnn-no-clip", "RNN, no gradient clipping", "rnn-unclipped",
+                          "the reference's setting: lr 0.01 without gradient clipping (flawed)",
+                          train=replace(ref["rnn"].train, clip=None)))
     return found
 
 
@@ -215,15 +216,6 @@ def best_model_figures(report: ReportContext, best) -> None:
     report.figure("mnist_confusion.png", lambda path: plots.draw_confusion(
         plots.confusion_matrix(predictions, len(names)), names, path),
         PROSE.say("confusion", label=best.label))
-
-
-def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
-    """The test images for the examples figure; None (figure skipped) when not there."""
-    try:
-        arrays = load_dataset(dataset, data_root_of(data_dir))
-    except UserError:
-        return None
-    return arrays.test_images.numpy()
 
 
 def split_sizes_of(run) -> tuple[int, int]:

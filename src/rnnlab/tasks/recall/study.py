@@ -154,7 +154,7 @@ def draw_accuracy_by_length(records: Sequence[RunRecord], path: Path) -> Path | 
     complete = [r for r in records if r.is_complete and r.summary()["test"].get("by_length")]
     if not complete:
         return None
-    fig, ax = plots.plt.subplots(figsize=(6, 4))
+    fig, ax = plots.subplots(figsize=(6, 4))
     for record in complete:
         rows = record.summary()["test"]["by_length"]
         ax.plot([r["length"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", ms=3,
@@ -176,7 +176,7 @@ def draw_examples_table(examples: dict, path: Path, title: str) -> Path | None:
     cells = [[" ".join(f"[{d}]" if i == k else str(d) for i, d in enumerate(e["sequence"])),
               str(e["length"]), str(e["label"]), str(e["prediction"]), f"{e['probability']:.2f}"]
              for e in rows]
-    fig, ax = plots.plt.subplots(figsize=(6.5, 0.22 * (len(rows) + 1)))
+    fig, ax = plots.subplots(figsize=(6.5, 0.22 * (len(rows) + 1)))
     ax.axis("off")
     header = [f"sequence (position K={k} in [ ])", "length", "truth", "prediction", "p"]
     table = ax.table(cellText=cells, colLabels=header, cellLoc="center",
