@@ -27,9 +27,9 @@ def add_reproduce_parser(commands) -> None:
     g.add_argument("--tasks", nargs="+", choices=REGISTRY.names(), default=None, metavar="TASK",
                    help=f"only these tasks ({', '.join(REGISTRY.names())}; default: all)")
     g.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run the reference's flaws put back (BiRNN/BiLSTM last-step readout, "
-                   "RNN without clipping, the flawed addition loss) to measure each fix; default: "
-                   "on with --quick and --profile all, off for a full --profile reference")
+                   help="also run each task's ablations (a flaw of the exercise put back) to "
+                   "measure what fixing it changed; default: on with --quick and --profile all, "
+                   "off for a full --profile reference")
     g.add_argument("--seeds", type=int, default=d.seeds, help="seeds per tuned configuration")
     g.add_argument("--seed", type=int, default=d.seed, help="first seed (the reference's)")
     g = p.add_argument_group("data")
