@@ -5,6 +5,7 @@ load the folder again."""
 from __future__ import annotations
 
 import math
+import tempfile
 
 import numpy as np
 import pytest
@@ -76,9 +77,10 @@ def test_mnist_predicts_arrays_images_and_files(tmp_path, fake_mnist):
         run.predict(str(tmp_path / "missing.png"))
 
 
-def test_out_none_trains_in_a_temporary_folder():
+def test_out_none_trains_in_a_temporary_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     run = rnnlab.train("addition", epochs=1, dry_run=True)
-    assert run.path.is_dir() and "rnnlab-addition-" in run.path.name
+    assert run.path.parent == tmp_path and run.path.name.startswith("rnnlab-addition-")
     assert run.summary["epochs"] == 1
 
 

@@ -40,9 +40,11 @@ def test_recorded_epochs_give_seconds_for_the_same_and_other_configurations(tmp_
     again = EpochTimes(tmp_path / "times.json")  # read back from the file
     assert again.estimate(lstm, tmp_path / "new") == pytest.approx(11.0 * lstm.train.epochs)
     rate = 11.0 / work(lstm)  # seconds per GFLOP recorded for the LSTM
-    assert again.estimate(gru, tmp_path / "new") == pytest.approx(work(gru) * rate * gru.train.epochs)
+    expected = work(gru) * rate * gru.train.epochs
+    assert again.estimate(gru, tmp_path / "new") == pytest.approx(expected)
     record_epochs(tmp_path / "half-done", [3.0])  # an interrupted run's own epochs come first
-    assert again.estimate(recall, tmp_path / "half-done") == pytest.approx(3.0 * recall.train.epochs)
+    resumed = again.estimate(recall, tmp_path / "half-done")
+    assert resumed == pytest.approx(3.0 * recall.train.epochs)
 
 
 def test_the_signature_ignores_the_seed_only(experiments):

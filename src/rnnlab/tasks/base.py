@@ -12,7 +12,6 @@ call of :func:`rnnlab.register_task` from outside the package).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -303,17 +302,12 @@ class Task(ABC):
         a table of its experiments and their validation curves)."""
         report.default_section(cls.name)
 
-    def epoch_work(self, train: TrainConfig) -> float:
-        """Sequence steps one training epoch reads (examples x mean length); the progress
-        estimate scales recorded epoch times by it."""
-        return float(self.examples_per_epoch()) * self.mean_steps()
-
+    # The progress estimate of ``reproduce`` scales recorded epoch times by the work of an
+    # epoch: the sequences it reads times their mean length (default: unknown, one unit).
     def examples_per_epoch(self) -> int:
+        """Training sequences one epoch reads."""
         return 1
 
     def mean_steps(self) -> float:
+        """Their mean length in time steps."""
         return 1.0
-
-
-def batches_needed(examples: int, batch_size: int) -> int:
-    return math.ceil(examples / batch_size)

@@ -25,6 +25,8 @@ from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Prediction, PredictOptions, Task
 from rnnlab.tasks.registry import REGISTRY
 
+SHOWN_RUNS = 8  # run folders named when a folder of runs is given where one run belongs
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -151,8 +153,9 @@ def open_run(run_dir: str | Path) -> RunRecord:
     if not (path / "config.json").is_file() and path.is_dir():
         inside = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
         if inside:
-            raise RunFolderError(f"{path} holds runs, not one run: choose one of "
-                                 f"{', '.join(str(path / name) for name in inside)}")
+            shown = ", ".join(str(path / name) for name in inside[:SHOWN_RUNS])
+            more = f" and {len(inside) - SHOWN_RUNS} more" if len(inside) > SHOWN_RUNS else ""
+            raise RunFolderError(f"{path} holds runs, not one run: choose one of {shown}{more}")
     return RunRecord.open(path)
 
 
