@@ -226,6 +226,7 @@ def predict_images(record: RunRecord, inputs: list[str], args: argparse.Namespac
     from rnnlab.cli.train import run_predict
 
     return run_predict(argparse.Namespace(run=str(record.dir), inputs=list(inputs), threads=1,
+                                          device="cpu",
                                           **vars(args)))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from rnnlab.core.data import dataset_dir, fetch
+from rnnlab.core.devices import make_deterministic, resolve_device
 from rnnlab.core.errors import InputError
 from rnnlab.core.records import RunRecord
 from rnnlab.core.threads import configure_threads
@@ -55,9 +56,10 @@ def register_task(task_class: type[Task]) -> type[Task]:
 class Run:
     """A run folder: its records, its model, and prediction and evaluation with it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: str = "auto"):
         self.record = open_run(path)
         self.path = self.record.dir
+        self.device = device  # where the model is loaded: auto, cpu, cuda, cuda:N, mps
 
     def __repr__(self) -> str:
         return f"rnnlab.Run({str(self.path)!r})"
@@ -78,7 +80,7 @@ class Run:
 
     @cached_property
     def _task_and_model(self) -> tuple[Task, nn.Module]:
-        return load_run_model(self.record)
+        return load_run_model(self.record, self.device)
 
     @property
     def task(self) -> Task:
@@ -109,7 +111,7 @@ class Run:
 
     def evaluate(self, data_dir: str | None = None) -> dict:
         """Test metrics recomputed from the best checkpoint."""
-        return evaluate_run(self.path, data_dir=data_dir)
+        return evaluate_run(self.path, data_dir=data_dir, device=self.device)
 
 
 def fetch_data(dataset: str = "mnist", data_dir: str | Path | None = None,
@@ -120,28 +122,32 @@ def fetch_data(dataset: str = "mnist", data_dir: str | Path | None = None,
     return dataset_dir(dataset, data_dir)
 
 
-def load(path: str | Path) -> Run:
-    """The run in folder ``path``."""
-    return Run(path)
+def load(path: str | Path, device: str = "auto") -> Run:
+    """The run in folder ``path``; its model runs on ``device`` (auto: CUDA, MPS, the CPU)."""
+    return Run(path, device)
 
 
 def train(task: str, *, out: str | Path | None = None, force: bool = False, resume: bool = False,
           threads: int | None = None, dry_run: bool = False, no_figures: bool = False,
-          tensorboard: bool = False, data_dir: str | None = None,
+          tensorboard: bool = False, data_dir: str | None = None, device: str = "auto",
+          deterministic: bool = False,
           on_epoch: Callable[[dict], None] | None = None, **settings: Any) -> Run:
     """Train ``task`` with ``settings`` (the command line's flags as keywords: ``cell``,
     ``hidden``, ``layers``, ``bidirectional``, ``epochs``, ``batch_size``, ``lr``,
     ``schedule``, ``seed``, ``backend``, the task's own ...); returns the finished run.
     ``out=None`` trains in a new temporary folder. ``on_epoch(row)`` sees every epoch."""
     task_class = REGISTRY.get(task)
+    where = resolve_device(device)  # a device this machine lacks is refused first
+    if deterministic:  # process-wide, as torch keeps these flags
+        make_deterministic()
     folder = str(out) if out is not None else tempfile.mkdtemp(prefix=f"rnnlab-{task}-")
     options = RunOptions(out=folder, force=force, resume=resume, threads=threads, quiet=True,
                          dry_run=dry_run, no_figures=no_figures, tensorboard=tensorboard,
-                         data_dir=data_dir)
+                         data_dir=data_dir, device=device, deterministic=deterministic)
     plan = make_plans(task_class, settings, options)[0]
     configure_threads(threads)
-    train_run(plan, data_dir=data_dir, figures=not no_figures, on_epoch=on_epoch)
-    return Run(plan.out)
+    train_run(plan, data_dir=data_dir, figures=not no_figures, on_epoch=on_epoch, device=where)
+    return Run(plan.out, device)
 
 
 def reproduce(**options: Any) -> ReproduceResult:

@@ -22,6 +22,7 @@ from rnnlab.cli.parsing import (
     flags_for_settings,
     new_subparsers,
 )
+from rnnlab.core.distributed import RankError
 from rnnlab.core.errors import Notice, UserError
 from rnnlab.core.version import __version__
 
@@ -54,12 +55,23 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     sys.stderr.write(f"rnnlab: {kind}: {flags_for_settings(str(message))}\n")
 
 
+def speaks() -> bool:
+    """Whether this process prints errors: always, but for the ranks above 0 of a torchrun job
+    (rank 0 speaks for the run)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch
     previous, warnings.showwarning = warnings.showwarning, show_warning
     try:
         return int(args.func(args) or 0)
+    except RankError as err:  # every rank stops; rank 0 alone says why
+        if speaks():
+            sys.stderr.write(f"rnnlab: error: {cli_message(err)}\n")
+        return UserError.exit_code
     except UserError as err:
         sys.stderr.write(f"rnnlab: error: {cli_message(err)}\n")
         return UserError.exit_code
@@ -71,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"rnnlab: error: {os_error_line(err)}\n")
         return UserError.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("rnnlab: interrupted; finished epochs and runs are kept\n")
+        if speaks():
+            sys.stderr.write("rnnlab: interrupted; finished epochs and runs are kept\n")
         return 130
     finally:
         warnings.showwarning = previous

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rnnlab.cli.parsing import HelpFormatter
+from rnnlab.cli.train import add_device_option
 from rnnlab.core.errors import RunFolderError
 from rnnlab.study import reproduce as reproduce_module
 from rnnlab.study.experiments import PROFILES
@@ -44,6 +45,7 @@ def add_reproduce_parser(commands) -> None:
     g.add_argument("--no-figures", action="store_true",
                    help="skip per-run figures (the report still has its own)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(g)
     p.set_defaults(func=run_reproduce)
 
 
@@ -53,7 +55,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         tasks=tuple(args.tasks) if args.tasks else None, ablations=args.ablations,
         seeds=args.seeds, seed=args.seed, out=args.out, force=args.force, threads=args.threads,
         jobs=args.jobs, figures=not args.no_figures, quiet=args.quiet, data_dir=args.data_dir,
-        on_run=lambda line: print(line, flush=True))
+        on_run=lambda line: print(line, flush=True), device=args.device)
     result = reproduce(options)
     print(f"{result.trained} run(s) trained, {result.reused} reused, {result.seconds:.0f}s",
           flush=True)

@@ -5,10 +5,14 @@ options are generated from the task's settings."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from rnnlab.cli.parsing import (
@@ -18,9 +22,21 @@ from rnnlab.cli.parsing import (
     new_subparsers,
     values_of,
 )
-from rnnlab.core.errors import InputError
+from rnnlab.core.devices import make_deterministic, resolve_device
+from rnnlab.core.distributed import (
+    RankError,
+    Ranks,
+    ranks_from_env,
+    start,
+    stop,
+    threads_per_rank,
+)
+from rnnlab.core.errors import InputError, check
 from rnnlab.core.records import RunRecord
-from rnnlab.core.threads import configure_threads
+from rnnlab.core.runs import RunPlan
+from rnnlab.core.settings import settings_of
+from rnnlab.core.threads import configure_threads, usable_cores
+from rnnlab.study.jobs import sigterm_as_interrupt
 from rnnlab.tasks.base import PredictOptions, Task
 from rnnlab.tasks.registry import REGISTRY
 from rnnlab.tasks.workflow import (
@@ -55,32 +71,102 @@ def add_task_parser(tasks, task: type[Task]) -> None:
         add_settings(p, title, settings, many=sweep)
     if task.hidden_sweep:
         p.set_defaults(hidden=list(task.hidden_sweep))
+    p.add_argument_group("distributed").add_argument(
+        "--nproc", type=int, default=None, metavar="N",
+        help="train on N ranks of this machine with torchrun (data parallel; gloo on the CPU); "
+        "for several machines run `torchrun ... -m rnnlab train ...` (docs/distributed.md)")
     p.set_defaults(out=f"runs/{task.name}", func=run_train, task_class=task)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.nproc is not None:
+        return launch_ranks(args.nproc, args.argv)
     task: type[Task] = args.task_class
     groups = train_settings(task)
     options = RunOptions(**values_of(args, groups.pop("output and runtime")))
-    configure_threads(options.threads)
+    ranks = ranks_from_env()
+    device = rank_device(resolve_device(options.device), ranks)
+    if options.deterministic:
+        make_deterministic()
+    start(ranks, device)
+    threads = options.threads
+    if threads is None and ranks.active:
+        threads = threads_per_rank(usable_cores(), ranks)
+    configure_threads(threads)
     values = {k: v for group in groups.values() for k, v in values_of(args, group).items()}
     plans = make_plans(task, values, options, sweep_folders=bool(task.hidden_sweep))
-    summaries = []
-    for plan in plans:
-        instance = task.from_dict(plan.task_config)
-        prefix = f"hidden {plan.model.hidden_size} " if task.hidden_sweep else ""
-        on_epoch = None if options.quiet else (
-            lambda row, t=instance, p=prefix: print(p + t.epoch_line(row), flush=True))
-        summary = train_run(plan, data_dir=options.data_dir, figures=not options.no_figures,
-                            on_epoch=on_epoch)
-        print(instance.summary_line(plan.out, summary), flush=True)
-        summaries.append((plan, summary))
-    if task.hidden_sweep and not options.no_figures:
+    with sigterm_as_interrupt(), rank_loss_as_error(ranks):
+        summaries = [(plan, train_one(task, plan, options, ranks, device)) for plan in plans]
+    if ranks.main and task.hidden_sweep and not options.no_figures:
         records = [RunRecord.open(p.out) for p in plans]
         task.from_dict(plans[0].task_config).draw_comparison(records, Path(options.out) / "figures")
-    if len(summaries) > 1:
+    if ranks.main and len(summaries) > 1:
         print(sweep_table(summaries))
+    stop(ranks)
     return 0
+
+
+def train_one(task: type[Task], plan: RunPlan, options: RunOptions, ranks: Ranks,
+              device: torch.device) -> dict:
+    """Train one planned run, printing its epochs and its result (rank 0 only)."""
+    instance = task.from_dict(plan.task_config)
+    prefix = f"hidden {plan.model.hidden_size} " if task.hidden_sweep else ""
+    on_epoch = None if options.quiet else (
+        lambda row: print(prefix + instance.epoch_line(row), flush=True))
+    summary = train_run(plan, data_dir=options.data_dir, figures=not options.no_figures,
+                        on_epoch=on_epoch, ranks=ranks, device=device)
+    if ranks.main:
+        print(instance.summary_line(plan.out, summary), flush=True)
+    return summary
+
+
+@contextlib.contextmanager
+def rank_loss_as_error(ranks: Ranks) -> Iterator[None]:
+    """A rank that died breaks the collectives of the others: one line, not a traceback."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not ranks.active:
+            raise
+        raise RankError(f"another rank of this run stopped ({type(err).__name__} in rank "
+                        f"{ranks.rank}); finished epochs are kept: run the same command with "
+                        "`resume` to continue") from None
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """Each rank of a CUDA run uses its own GPU: the one numbered by its local rank."""
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device``, as ``rnnlab train`` has it (from RunOptions' setting)."""
+    device = next(s for s in settings_of(RunOptions) if s.name == "device")
+    parser.add_argument(device.flag, default=device.default, help=device.help)
+
+
+def launch_ranks(nproc: int, argv: list[str]) -> int:
+    """``--nproc N``: the same command under torchrun's launcher on this machine, N ranks."""
+    check(nproc >= 1, "nproc", f"must be >= 1, got {nproc}")
+    rest = without_option(argv, "--nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", str(nproc), "-m", "rnnlab", *rest]
+    return subprocess.call(command)
+
+
+def without_option(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` or ``flag=VALUE``."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(flag + "="):
+            kept.append(token)
+    return kept
 
 
 def sweep_table(results: list) -> str:
@@ -100,12 +186,14 @@ def add_evaluate_parser(commands) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--data-dir", default=None, help="data root (tasks that read a data set)")
     p.add_argument("--dry-run", action="store_true", help="evaluate on a small slice only")
+    add_device_option(p)
     p.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
-    metrics = evaluate_run(args.run, data_dir=args.data_dir, dry_run=args.dry_run)
+    metrics = evaluate_run(args.run, data_dir=args.data_dir, dry_run=args.dry_run,
+                           device=args.device)
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
         return 0
@@ -135,6 +223,7 @@ def add_predict_parser(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="unused by prediction; kept for symmetry")
     p.add_argument("--dry-run", action="store_true",
                    help="check inputs and the run, predict nothing")
+    add_device_option(p)
     p.set_defaults(func=run_predict)
 
 
@@ -148,7 +237,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, show_input=args.show_input,
                                  dry_run=args.dry_run, progress=bar.update)
         failed, readable = 0, 0
-        for result in predict_run(args.run, args.inputs, options):
+        for result in predict_run(args.run, args.inputs, options, device=args.device):
             if isinstance(result, InputError):
                 failed += 1
                 tqdm.write(f"rnnlab: error: {cli_message(result)}", file=sys.stderr)

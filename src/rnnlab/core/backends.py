@@ -385,6 +385,8 @@ def supports(rnn: nn.RNNBase) -> str | None:
         return "LSTM projections"
     if not rnn.batch_first:
         return "batch_first=False"
+    if rnn.weight_hh_l0.device.type != "cpu":
+        return f"a model on {rnn.weight_hh_l0.device} (its kernels are the CPU's)"
     return None
 
 
@@ -496,14 +498,14 @@ class RecurrentRunner:
         full_training_batch = lengths is None and torch.is_grad_enabled()
         if full_training_batch and self.resolve(rnn, x) == "compiled":
             return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
-        with self.autocast():
+        with self.autocast(x.device.type):
             out, h_n = stock(rnn, x, lengths)
         return out.float(), h_n.float()
 
-    def autocast(self):
+    def autocast(self, device_type: str):
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast("cpu", dtype=DTYPES[self.precision])
+        return torch.autocast(device_type, dtype=DTYPES[self.precision])
 
     def resolve(self, rnn: nn.RNNBase, x: Tensor) -> str:
         if self.resolved is None:
@@ -526,8 +528,8 @@ def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None,
                   precision: str = "fp32") -> bool:
     """``auto``'s rule: compile when the layer is wide, the batch large, and the run long
     enough that the time the faster steps save repays the compile time."""
-    if supports(rnn) is not None or train_steps is None:
-        return False
+    if supports(rnn) is not None or train_steps is None or x.device.type != "cpu":
+        return False  # off the CPU, the stock path is cuDNN's (or MPS's) own
     cell = cell_of(rnn).name
     speedup = COMPILED_SPEEDUP.get((cell, rnn.bidirectional, precision), 1.0)
     if speedup <= 1.0:

@@ -14,12 +14,24 @@ import torch
 from torch import nn
 
 from rnnlab.core.cells import get_cell
-from rnnlab.core.errors import CheckpointError, ConfigError, RunFolderError
+from rnnlab.core.devices import describe_device
+from rnnlab.core.distributed import SINGLE, Ranks
+from rnnlab.core.errors import CheckpointError, ConfigError, RunFolderError, check
 from rnnlab.core.models import ModelConfig, build_model, count_parameters
 from rnnlab.core.records import RunRecord, error_detail
-from rnnlab.core.train import Batch, BatchSource, Objective, TrainConfig, fit, set_seed
+from rnnlab.core.train import (
+    Batch,
+    BatchSource,
+    FitState,
+    Objective,
+    ShardedBatches,
+    TrainConfig,
+    fit,
+    set_seed,
+)
 from rnnlab.core.version import __version__
 
+CPU = torch.device("cpu")
 # 4 GiB of float32 weights (Adam keeps two more copies): far past any task here
 MAX_PARAMETERS = 2**30
 
@@ -68,10 +80,12 @@ class TaskData:
     objective: Objective
 
 
-def environment() -> dict:
-    return {"rnnlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "device": "cpu", "platform": platform.platform(),
-            "command": " ".join(["rnnlab", *sys.argv[1:]])}
+def environment(device: torch.device = CPU, ranks: Ranks = SINGLE) -> dict:
+    found = {"rnnlab": __version__, "torch": torch.__version__,
+             "python": platform.python_version(), "threads": torch.get_num_threads(),
+             **describe_device(device), "platform": platform.platform(),
+             "command": " ".join(["rnnlab", *sys.argv[1:]])}
+    return {**found, "ranks": ranks.world} if ranks.active else found
 
 
 def saved_config(record: RunRecord) -> dict:
@@ -102,32 +116,51 @@ def open_record(plan: RunPlan) -> RunRecord:
 def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
                 test: Callable[[nn.Module, RunRecord], dict],
                 on_epoch: Callable[[dict], None] | None = None,
-                on_resume: Callable[[RunRecord], None] | None = None) -> dict:
+                on_resume: Callable[[RunRecord], None] | None = None,
+                ranks: Ranks = SINGLE, device: torch.device = CPU) -> dict:
     """Train ``plan`` and return its summary (the contents of summary.json).
 
     ``on_resume(record)`` runs when an unfinished run is resumed from its ``last``
     checkpoint, before training goes on (to finish per-epoch work a kill cut short).
+    With several ``ranks`` every rank trains its shards; rank 0 alone writes the record,
+    tests and returns the summary (the other ranks return {}). The model lives on
+    ``device``; batches move to it as they are used.
     """
     if plan.tensorboard:  # checked before the run folder exists: a missing extra costs nothing
         on_epoch = with_tensorboard(plan.out, on_epoch)
-    record = open_record(plan)
+    check(plan.train.batch_size >= ranks.world, "batch_size",
+          f"({plan.train.batch_size}) must be at least the number of ranks ({ranks.world}): "
+          "each global batch is split among them")
+    record = ranks.on_main(lambda: open_record(plan)) or RunRecord.open(plan.out)
     if plan.resume and record.is_complete:
-        return record.summary()
-    if plan.resume and on_resume is not None and record.has_checkpoint("last"):
+        return record.summary() if ranks.main else {}
+    if ranks.main and plan.resume and on_resume is not None and record.has_checkpoint("last"):
         on_resume(record)  # before set_seed: whatever it draws cannot shift training
     started = time.perf_counter()
     set_seed(plan.train.seed)
-    model = build_model(plan.model_kind, plan.model)
+    model = build_model(plan.model_kind, plan.model).to(device)
     data = build_data()
-    state = fit(model, data.train, data.valid, data.objective, plan.train, record,
-                plan.checkpoint_meta(), resume=plan.resume, quiet=plan.quiet, on_epoch=on_epoch)
+    train = ShardedBatches(data.train, ranks) if ranks.active else data.train
+    state = fit(model, train, data.valid, data.objective, plan.train, record,
+                plan.checkpoint_meta(), resume=plan.resume, quiet=plan.quiet, on_epoch=on_epoch,
+                ranks=ranks)
+    if not ranks.main:
+        return {}
+    return summarise(model, record, state, test, started, environment(device, ranks))
+
+
+def summarise(model: nn.Module, record: RunRecord, state: FitState,
+              test: Callable[[nn.Module, RunRecord], dict], started: float,
+              environment: dict) -> dict:
+    """Test the last and the best weights and write summary.json (``started``: the run's
+    perf_counter start, for its wall time with testing)."""
     last_test = test(model, record) if state.best_epoch != state.epoch else None
     model.load_state_dict(record.load_checkpoint("best")["state_dict"])
-    summary = {"test": test(model, record), "best_epoch": state.best_epoch, "epochs": state.epoch,
-               "best_valid_accuracy": state.best_valid_accuracy,
+    summary = {"test": test(model, record), "best_epoch": state.best_epoch,
+               "epochs": state.epoch, "best_valid_accuracy": state.best_valid_accuracy,
                "parameters": count_parameters(model),
                "train_seconds": sum(t["seconds"] for t in state.timings),
-               "wall_seconds": time.perf_counter() - started, "environment": environment()}
+               "wall_seconds": time.perf_counter() - started, "environment": environment}
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
     record.write_summary(summary)
     return summary
@@ -155,8 +188,10 @@ def with_tensorboard(run_dir: Path, on_epoch: Callable[[dict], None] | None):
     return log
 
 
-def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]:
-    """Rebuild a run's model from a checkpoint; refuses mismatched configs or shapes."""
+def load_model(record: RunRecord, which: str = "best",
+               device: torch.device = CPU) -> tuple[nn.Module, dict]:
+    """Rebuild a run's model from a checkpoint, on ``device``; refuses mismatched configs or
+    shapes."""
     payload = record.load_checkpoint(which)
     config = record.config()
     if (payload.get("model_config") != config.get("model")
@@ -168,6 +203,6 @@ def load_model(record: RunRecord, which: str = "best") -> tuple[nn.Module, dict]
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {which}.pt in {record.dir} does not fit its model "
-                        f"({error_detail(err)})") from None
-    model.eval()
+                              f"({error_detail(err)})") from None
+    model.to(device).eval()
     return model, payload

@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from rnnlab.core.backends import BACKENDS, PRECISIONS, use_backend
+from rnnlab.core.devices import device_of
+from rnnlab.core.distributed import SINGLE, Ranks, wrap
 from rnnlab.core.errors import CheckpointError, check, check_choice
 from rnnlab.core.records import RunRecord, error_detail
 from rnnlab.core.settings import setting
@@ -79,6 +81,13 @@ class Batch:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def to(self, device: torch.device) -> Batch:
+        """This batch on ``device`` (itself when it is there); lengths stay on the CPU,
+        where packing reads them."""
+        if self.x.device == device:
+            return self
+        return Batch(self.x.to(device), self.y.to(device), self.lengths)
+
 
 class BatchSource(Protocol):
     """Training data: a fresh, seeded order of batches for each epoch."""
@@ -128,6 +137,33 @@ class ShuffledBatches:
         for start in range(0, len(self.data), self.batch_size):
             batch = self.data.batch(order[start : start + self.batch_size])
             yield self.transform(batch, generator) if self.transform else batch
+
+
+def shard(batch: Batch, ranks: Ranks) -> Batch:
+    """This rank's contiguous share of a global batch (sizes differ by at most one)."""
+    parts = [torch.tensor_split(t, ranks.world)[ranks.rank] if t is not None else None
+             for t in (batch.x, batch.y, batch.lengths)]
+    x, y, lengths = parts
+    if lengths is not None:  # trim the padding this shard does not need
+        longest = int(lengths.max())
+        x, y = x[:, :longest], (y[:, :longest] if y.dim() == 2 else y)
+    return Batch(x, y, lengths)
+
+
+class ShardedBatches:
+    """A BatchSource of global batches served as this rank's shards. A final global batch
+    with fewer sequences than ranks is left out (every rank must take part in each step)."""
+
+    def __init__(self, source: BatchSource, ranks: Ranks):
+        self.source, self.ranks = source, ranks
+
+    def num_batches(self) -> int:
+        return self.source.num_batches()
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        for batch in self.source.epoch_batches(epoch):
+            if len(batch) >= self.ranks.world:
+                yield shard(batch, self.ranks)
 
 
 # -- objectives ---------------------------------------------------------------------
@@ -189,10 +225,12 @@ def progress_bar(total: int, description: str, quiet: bool) -> tqdm:
 # -- the two loops --------------------------------------------------------------------
 def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objective,
                     optimizer: torch.optim.Optimizer, scheduler=None, clip: float | None = None,
-                    bar: tqdm | None = None) -> dict[str, float]:
+                    bar: tqdm | None = None, ranks: Ranks = SINGLE) -> dict[str, float]:
+    """One pass over ``batches``; the loss and accuracy of the epoch (over every rank)."""
     model.train()
+    device = device_of(model)
     loss_sum, items, correct = 0.0, 0, 0
-    for batch in batches:
+    for batch in map(lambda b: b.to(device), batches):
         result = objective(model(batch.x, batch.lengths), batch)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
@@ -205,13 +243,16 @@ def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objec
         items, correct = items + result.items, correct + result.correct
         if bar is not None:
             bar.update(1)
+    if ranks.active:
+        loss_sum, items, correct = ranks.sum([loss_sum, items, correct])
     return {"loss": loss_sum / max(items, 1), "accuracy": correct / max(items, 1)}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Sequence[Batch], objective: Objective) -> dict[str, float]:
     model.eval()
-    return metrics_of(objective(model(batch.x, batch.lengths), batch) for batch in batches)
+    device = device_of(model)
+    return metrics_of(objective(model(b.x, b.lengths), b) for b in (b.to(device) for b in batches))
 
 
 @torch.no_grad()
@@ -219,9 +260,10 @@ def evaluate_outputs(model: nn.Module, batches: Sequence[Batch],
                      objective: Objective) -> tuple[list[BatchResult], Tensor]:
     """Each batch's objective result and the concatenated outputs (logits), from one pass."""
     model.eval()
+    batches = [batch.to(device_of(model)) for batch in batches]
     outputs = [model(batch.x, batch.lengths) for batch in batches]
     return ([objective(out, batch) for out, batch in zip(outputs, batches, strict=True)],
-            torch.cat(outputs))
+            torch.cat(outputs).cpu())
 
 
 def metrics_of(results: Iterable[BatchResult]) -> dict[str, float]:
@@ -237,7 +279,8 @@ def metrics_of(results: Iterable[BatchResult]) -> dict[str, float]:
 def predict_batches(model: nn.Module, batches: Sequence[Batch]) -> Tensor:
     """Concatenated raw model outputs (logits) for ``batches``, in order."""
     model.eval()
-    return torch.cat([model(b.x, b.lengths) for b in batches])
+    device = device_of(model)
+    return torch.cat([model(b.x, b.lengths) for b in (b.to(device) for b in batches)]).cpu()
 
 
 # -- fit: epochs, records, checkpoints, resume ----------------------------------------
@@ -251,6 +294,18 @@ class FitState:
     best_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_epoch(self, row: dict[str, Any], seconds: float) -> bool:
+        """Record an epoch's row; True when it is the best so far (accuracy, then loss)."""
+        self.rows.append(row)
+        self.timings.append({"epoch": row["epoch"], "seconds": seconds})
+        self.epoch = row["epoch"]
+        if ((row["valid_accuracy"], -row["valid_loss"])
+                <= (self.best_valid_accuracy, -self.best_valid_loss)):
+            return False
+        self.best_valid_accuracy, self.best_valid_loss = row["valid_accuracy"], row["valid_loss"]
+        self.best_epoch = row["epoch"]
+        return True
 
 
 def checkpoint_payload(model: nn.Module, meta: dict, epoch: int) -> dict:
@@ -283,45 +338,52 @@ def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
 
 def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective: Objective,
         cfg: TrainConfig, record: RunRecord, meta: dict, *, resume: bool = False,
-        quiet: bool = False, on_epoch: Callable[[dict], None] | None = None) -> FitState:
+        quiet: bool = False, on_epoch: Callable[[dict], None] | None = None,
+        ranks: Ranks = SINGLE) -> FitState:
     """Train for ``cfg.epochs``, logging each epoch and checkpointing best and last.
 
     ``meta`` is the plain description stored in every checkpoint (task, model kind,
     model config) so a checkpoint can rebuild its model without the run's code path.
+    With several ``ranks``, ``train`` yields this rank's shards, DDP averages the
+    gradients, and only rank 0 writes the record and calls ``on_epoch``.
     """
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * train.num_batches())
     use_backend(model, cfg.backend, cfg.precision, train_steps=cfg.epochs * train.num_batches())
+    trained = wrap(model, ranks)  # DDP around the model when several ranks train it
     state = FitState()
     if resume and record.has_checkpoint("last"):
         state = restore_last(record, model, optimizer, scheduler)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
-        with progress_bar(train.num_batches(), f"epoch {epoch}/{cfg.epochs}", quiet) as bar:
-            train_stats = train_one_epoch(model, train.epoch_batches(epoch), objective,
-                                          optimizer, scheduler, cfg.clip, bar)
+        silent = quiet or not ranks.main
+        with progress_bar(train.num_batches(), f"epoch {epoch}/{cfg.epochs}", silent) as bar:
+            train_stats = train_one_epoch(trained, train.epoch_batches(epoch), objective,
+                                          optimizer, scheduler, cfg.clip, bar, ranks)
         valid_stats = evaluate(model, valid, objective)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_stats["loss"],
                "train_accuracy": train_stats["accuracy"],
                "valid_loss": valid_stats["loss"], "valid_accuracy": valid_stats["accuracy"],
                "lr": optimizer.param_groups[0]["lr"]}
-        state.rows.append(row)
-        state.timings.append({"epoch": epoch, "seconds": seconds})
-        state.epoch = epoch
-        if ((valid_stats["accuracy"], -valid_stats["loss"])
-                > (state.best_valid_accuracy, -state.best_valid_loss)):
-            state.best_valid_accuracy, state.best_valid_loss = (valid_stats["accuracy"],
-                                                                valid_stats["loss"])
-            state.best_epoch = epoch
-            record.save_checkpoint("best", checkpoint_payload(model, meta, epoch))
-        record.write_metrics(state.rows, state.timings)
-        save_last(record, model, meta, optimizer, scheduler, state)
+        improved = state.add_epoch(row, seconds)
+        if ranks.main:
+            write_epoch(record, model, meta, optimizer, scheduler, state, improved)
         # a callback (building a model, say) must not shift training's random stream:
         # last.pt's RNG state is replayed
-        if on_epoch is not None:
+        if on_epoch is not None and ranks.main:
             with torch.random.fork_rng(devices=[]):
                 on_epoch({**row, "seconds": seconds, "epochs": cfg.epochs})
-    if not record.has_checkpoint("best"):  # zero epochs: the initial weights are the best we have
+    if ranks.main and not record.has_checkpoint("best"):
+        # zero epochs: the initial weights are the best we have
         record.save_checkpoint("best", checkpoint_payload(model, meta, 0))
     return state
+
+
+def write_epoch(record: RunRecord, model: nn.Module, meta: dict, optimizer, scheduler,
+                state: FitState, improved: bool) -> None:
+    """The best checkpoint (when the epoch improved), the per-epoch files, the last checkpoint."""
+    if improved:
+        record.save_checkpoint("best", checkpoint_payload(model, meta, state.epoch))
+    record.write_metrics(state.rows, state.timings)
+    save_last(record, model, meta, optimizer, scheduler, state)

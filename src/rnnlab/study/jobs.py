@@ -74,6 +74,7 @@ class RunSettings:
     workers: int = 1
     force: bool = False
     on_run: Callable[[str], None] | None = None  # receives a line when a run finishes
+    device: str = "auto"  # where the models train (core.devices)
 
 
 def report_trained(job: Job, summary: dict, seconds: float, bar: tqdm,
@@ -132,6 +133,7 @@ def run_sequential(pending: list[Job], settings: RunSettings) -> list[dict]:
 
             started = time.perf_counter()
             summary = train_run(job.plan, data_dir=settings.data_dir, figures=settings.figures,
+                                device=settings.device,
                                 on_epoch=on_epoch)
             statuses.append(report_trained(job, summary, time.perf_counter() - started, bar,
                                             settings))
@@ -147,7 +149,8 @@ def run_parallel(pending: list[Job], settings: RunSettings) -> list[dict]:
     pending = sorted(pending, key=lambda j: -j.seconds)
     for task in {REGISTRY.get(j.exp.task) for j in pending}:
         check_importable(task)
-    work = [(i, REGISTRY.get(j.exp.task), j.plan, settings.data_dir, settings.figures)
+    work = [(i, REGISTRY.get(j.exp.task), j.plan, settings.data_dir, settings.figures,
+             settings.device)
             for i, j in enumerate(pending)]
     statuses = []
     # spawn: no forked torch thread pools; die_with_parent: no orphan trains on after a kill -9
@@ -181,15 +184,16 @@ def check_importable(task: type[Task]) -> None:
                           "move it into a module, or train with one job")
 
 
-def train_job(work: tuple[int, type[Task], RunPlan, str | None, bool]) -> tuple[int, dict, float]:
+def train_job(work: tuple[int, type[Task], RunPlan, str | None, bool, str]
+              ) -> tuple[int, dict, float]:
     """One run in a worker process (module-level: it is pickled). The task class travels
     with the job, so tasks registered outside the package train in workers too."""
-    index, task_class, plan, data_dir, figures = work
+    index, task_class, plan, data_dir, figures, device = work
     if task_class.name not in REGISTRY.names():
         REGISTRY.register(task_class)
     configure_threads(1)
     started = time.perf_counter()
-    summary = train_run(plan, data_dir=data_dir, figures=figures, on_epoch=None)
+    summary = train_run(plan, data_dir=data_dir, figures=figures, on_epoch=None, device=device)
     return index, summary, time.perf_counter() - started
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlab.core.devices import resolve_device
 from rnnlab.core.errors import check
 from rnnlab.core.fileio import atomic_write_json
 from rnnlab.core.threads import configure_threads
@@ -57,6 +58,7 @@ class ReproduceOptions:
     quiet: bool = False  # no progress bar
     data_dir: str | None = None
     on_run: Callable[[str], None] | None = None  # receives a line as each run finishes
+    device: str = "auto"  # where the models train: auto, cpu, cuda, cuda:N, mps
 
     def __post_init__(self) -> None:
         check(self.profile in (*PROFILES, "all"), "profile",
@@ -65,6 +67,7 @@ class ReproduceOptions:
         check(self.jobs >= 1, "jobs", f"must be >= 1, got {self.jobs}")
         for name in self.tasks or ():
             REGISTRY.get(name)  # an unknown task is refused before anything runs
+        resolve_device(self.device)  # so is a device this machine lacks
 
     @property
     def with_ablations(self) -> bool:
@@ -92,7 +95,7 @@ def reproduce(options: ReproduceOptions) -> ReproduceResult:
         write_manifest(out, options, experiments)
         started = time.perf_counter()
         settings = RunSettings(options.data_dir, options.figures, options.quiet, options.jobs,
-                               options.force, options.on_run)
+                               options.force, options.on_run, options.device)
         statuses = run_all(jobs, settings, EpochTimes())
         seconds = time.perf_counter() - started
         paths = build_report(out, data_dir=options.data_dir)

@@ -14,8 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from rnnlab.core.devices import resolve_device
+from rnnlab.core.distributed import SINGLE, Ranks
 from rnnlab.core.errors import ConfigError, InputError, RunFolderError, check
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
@@ -45,6 +48,10 @@ class RunOptions:
                                 "tensorboard extra)")
     data_dir: str | None = setting(None, "data root (default: $RNNLAB_DATA or the user cache)",
                                    kind=str)
+    device: str = setting("auto", "where the model runs: auto (CUDA, then MPS, then the CPU), "
+                          "cpu, cuda, cuda:N or mps")
+    deterministic: bool = setting(False, "deterministic kernels only, no cuDNN autotuning, no "
+                                  "TF32 (bit-reproducible GPU runs; docs/determinism.md)")
 
 
 def train_settings(task: type[Task]) -> dict[str, list[Setting]]:
@@ -124,8 +131,10 @@ def make_plans(task_class: type[Task], values: dict[str, Any], options: RunOptio
 
 # -- training --------------------------------------------------------------------------
 def train_run(plan: RunPlan, *, data_dir: str | None = None, figures: bool = True,
-              on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train one run and return its summary; figures drawn from the record afterwards."""
+              on_epoch: Callable[[dict], None] | None = None, ranks: Ranks = SINGLE,
+              device: str | torch.device = "auto") -> dict:
+    """Train one run and return its summary; figures drawn from the record afterwards.
+    With several ``ranks`` (torchrun), rank 0 writes and returns the summary, the others {}."""
     task = REGISTRY.get(plan.task).from_dict(plan.task_config)
     sets = task.load_sets(plan.train.seed, data_dir)
     batch = plan.train.eval_batch_size
@@ -133,8 +142,10 @@ def train_run(plan: RunPlan, *, data_dir: str | None = None, figures: bool = Tru
     summary = execute_run(plan, lambda: task.training_data(sets, plan.train),
                           lambda model, record: task.test(model, sets, batch, record),
                           hook if hook is not None else on_epoch,
-                          on_resume=hook.catch_up if hook is not None else None)
-    if figures:
+                          on_resume=hook.catch_up if hook is not None else None, ranks=ranks,
+                          device=device if isinstance(device, torch.device)
+                          else resolve_device(device))
+    if figures and ranks.main:
         draw_run_figures(plan.out, data_dir)
     return summary
 
@@ -159,18 +170,21 @@ def open_run(run_dir: str | Path) -> RunRecord:
     return RunRecord.open(path)
 
 
-def load_run_model(record: RunRecord) -> tuple[Task, nn.Module]:
-    """The run's task and its best model; a checkpoint the task cannot use is refused."""
+def load_run_model(record: RunRecord, device: str = "auto") -> tuple[Task, nn.Module]:
+    """The run's task and its best model (on ``device``); a checkpoint the task cannot use
+    is refused."""
     task = REGISTRY.of_record(record)
-    model, payload = load_model(record, "best")
+    model, payload = load_model(record, "best", resolve_device(device))
     task.check_model(record, payload)
     return task, model
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, dry_run: bool = False) -> dict:
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, dry_run: bool = False,
+                 device: str = "auto") -> dict:
     """Test metrics recomputed from the run's best checkpoint (``dry_run``: a small slice)."""
     record = open_run(run_dir)
-    task, model = load_run_model(record)  # a bad checkpoint is refused before the data loads
+    # a bad checkpoint is refused before the data loads
+    task, model = load_run_model(record, device)
     train = record.config()["train"]
     if dry_run:
         task = task.shrunk(train["batch_size"])
@@ -182,8 +196,9 @@ PREDICT_DEFAULTS = PredictOptions()  # frozen, so one shared default is safe
 
 
 def predict_run(run_dir: str | Path, inputs: Sequence[Any],
-                options: PredictOptions = PREDICT_DEFAULTS) -> Iterator[Prediction | InputError]:
+                options: PredictOptions = PREDICT_DEFAULTS,
+                device: str = "auto") -> Iterator[Prediction | InputError]:
     """Predictions (or, in a bad input's place, its InputError) for ``inputs``."""
     record = open_run(run_dir)
-    task, model = load_run_model(record)
+    task, model = load_run_model(record, device)
     return task.predict(model, inputs, options)

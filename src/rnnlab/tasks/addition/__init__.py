@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlab.core.devices import device_of
 from rnnlab.core.errors import InputError, check
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
@@ -248,7 +249,7 @@ def add_with_model(model: nn.Module, first: str, second: str) -> dict:
     a, b = int(first, 2), int(second, 2)
     bits = [int_to_bits(a, steps), int_to_bits(b, steps)]
     x = torch.tensor(bits, dtype=torch.float32).T[None]  # (1, T, 2)
-    bits = (model(x) > 0)[0].long().tolist()  # (T,) least significant first
+    bits = (model(x.to(device_of(model))) > 0)[0].long().tolist()  # (T,) least significant first
     predicted, true = bits_to_int(bits), a + b
     return {"inputs": [first, second], "decimal": [decimal(a), decimal(b)], "steps": steps,
             "model_sum": format(predicted, f"0{steps}b"), "model_sum_decimal": decimal(predicted),

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlab.core.devices import device_of
 from rnnlab.core.errors import ConfigError, check, check_choice
 from rnnlab.core.records import RunRecord
 from rnnlab.core.seeding import stream_generator
@@ -204,10 +205,10 @@ def full_length_batch(x: Tensor, y: Tensor, lengths: Tensor) -> Batch:
 # -- objective and metrics ------------------------------------------------------------
 def step_mask(batch: Batch) -> Tensor:
     """(B, T) True at scored positions: before each pair's length."""
-    steps = batch.y.shape[1]
+    steps, device = batch.y.shape[1], batch.y.device
     if batch.lengths is None:
-        return torch.ones(batch.y.shape, dtype=torch.bool)
-    return torch.arange(steps)[None, :] < batch.lengths[:, None]
+        return torch.ones(batch.y.shape, dtype=torch.bool, device=device)
+    return torch.arange(steps, device=device)[None, :] < batch.lengths.to(device)[:, None]
 
 
 class BitObjective:
@@ -248,7 +249,8 @@ def score(model: nn.Module, batches: Sequence[Batch], objective: BitObjective) -
     """Loss, bit accuracy and whole-number accuracy (every bit of a pair right)."""
     model.eval()
     loss_sum, bits, right_bits, pairs, right_pairs = 0.0, 0, 0, 0, 0
-    for batch in batches:
+    device = device_of(model)
+    for batch in (b.to(device) for b in batches):
         logits = model(batch.x, batch.lengths)  # (B, T)
         result = objective(logits, batch)
         wrong = ((logits > 0) != (batch.y > 0.5)) & step_mask(batch)

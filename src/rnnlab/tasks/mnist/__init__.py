@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from rnnlab.core import images, plots
+from rnnlab.core.devices import device_of
 from rnnlab.core.errors import InputError, UserError, check
 from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.models import ModelConfig
@@ -204,7 +205,7 @@ def class_probabilities(model: nn.Module, pixels: np.ndarray, dataset: str) -> T
     """uint8 (B, 28, 28) -> (B, C) class probabilities, normalised as in training."""
     model.eval()
     x = normalise(torch.from_numpy(pixels), dataset)  # (B, T=28, F=28) rows as time steps
-    return torch.softmax(model(x), dim=-1)
+    return torch.softmax(model(x.to(device_of(model))), dim=-1).cpu()
 
 
 def image_prediction(name: str, probs: Tensor, names: Sequence[str], top: int,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnlab.core.devices import device_of
 from rnnlab.core.errors import InputError, Notice, check
 from rnnlab.core.fileio import atomic_write_json, atomic_write_text
 from rnnlab.core.models import ModelConfig
@@ -135,7 +136,7 @@ class RecallTask(Task):
             return
         with torch.no_grad():
             x = DigitSequences.from_config(cfg).encode(digits)  # (1, L, 10)
-            probabilities = model.eval()(x).softmax(dim=-1)[0]  # (10,)
+            probabilities = model.eval()(x.to(device_of(model))).softmax(dim=-1)[0].cpu()  # (10,)
         yield digit_prediction(digits, cfg.k, probabilities, options.top)
 
     def summary_line(self, out: Path, summary: dict) -> str:
