@@ -237,8 +237,8 @@ def test_bf16_stock_is_autocast(tmp_path, monkeypatch):
 def test_unknown_choices_fail_loudly():
     with pytest.raises(UserError, match="auto, stock, compiled"):
         TrainConfig(backend="cuda")
-    with pytest.raises(UserError, match="fp32, bf16"):
-        TrainConfig(precision="fp16")
+    with pytest.raises(UserError, match="fp32, bf16, fp16"):
+        TrainConfig(precision="fp8")
     with pytest.raises(UserError, match="auto, stock, compiled"):
         use_backend(SequenceClassifier(ModelConfig()), "fast")
 

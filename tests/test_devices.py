@@ -104,3 +104,14 @@ def test_deterministic_sets_torchs_flags_and_the_run_still_trains(tmp_path, monk
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
+
+
+def test_fp16_trains_with_a_gradient_scaler_kept_for_resume(tmp_path):
+    run = rnnlab.train("recall", hidden=10, epochs=2, data="fresh", train_size=1280,
+                       batch_size=64, lr=0.01, clip=1.0, precision="fp16", device="cpu",
+                       no_figures=True, out=tmp_path / "f16")
+    rows = run.metrics
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    last = run.record.load_checkpoint("last")
+    assert last["scaler"]["scale"] > 0  # the scaler's state travels with the run
+    assert run.config["train"]["precision"] == "fp16"

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from rnnlab.cli import data, study, train
+from rnnlab.cli import data, study, sweep, train
 from rnnlab.cli.parsing import (
     HelpFormatter,
     OneLineErrorParser,
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(commands)
     study.add_reproduce_parser(commands)
     study.add_report_parser(commands)
+    sweep.add_parser(commands)
     return parser
 
 

@@ -52,8 +52,8 @@ from rnnlab.core.cells import Cell, cell_of, get_cell
 from rnnlab.core.errors import check_choice
 
 BACKENDS = ("auto", "stock", "compiled")
-PRECISIONS = ("fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: with a gradient scaler (core.train), for CUDA
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # ``auto`` compiles when the time the compiled steps save repays the compile time. The
 # numbers behind it were measured on this project's 2-core machine (docs/benchmarks.md):

@@ -51,7 +51,8 @@ class TrainConfig:
         "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: compiled "
         "for full-length batches of a long enough run (docs/benchmarks.md)", choices=BACKENDS)
     precision: str = setting("fp32", "bf16: bfloat16 matmuls (autocast), float32 weights and "
-                             "cell state", choices=PRECISIONS)
+                             "cell state; fp16: float16 autocast with a gradient scaler (for "
+                             "CUDA)", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
@@ -225,18 +226,17 @@ def progress_bar(total: int, description: str, quiet: bool) -> tqdm:
 # -- the two loops --------------------------------------------------------------------
 def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objective,
                     optimizer: torch.optim.Optimizer, scheduler=None, clip: float | None = None,
-                    bar: tqdm | None = None, ranks: Ranks = SINGLE) -> dict[str, float]:
-    """One pass over ``batches``; the loss and accuracy of the epoch (over every rank)."""
+                    bar: tqdm | None = None, ranks: Ranks = SINGLE,
+                    scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """One pass over ``batches``; the loss and accuracy of the epoch (over every rank).
+    ``scaler`` (fp16) scales the loss so small float16 gradients do not flush to zero."""
     model.train()
     device = device_of(model)
     loss_sum, items, correct = 0.0, 0, 0
     for batch in map(lambda b: b.to(device), batches):
         result = objective(model(batch.x, batch.lengths), batch)
         optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
-        if clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
+        optimizer_step(result.loss, model, optimizer, clip, scaler)
         if scheduler is not None:
             scheduler.step()
         loss_sum += float(result.loss.detach()) * result.items
@@ -246,6 +246,23 @@ def train_one_epoch(model: nn.Module, batches: Iterator[Batch], objective: Objec
     if ranks.active:
         loss_sum, items, correct = ranks.sum([loss_sum, items, correct])
     return {"loss": loss_sum / max(items, 1), "accuracy": correct / max(items, 1)}
+
+
+def optimizer_step(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   clip: float | None, scaler: torch.amp.GradScaler | None) -> None:
+    """Backward, clip the global gradient norm, step (through ``scaler`` when there is one)."""
+    if scaler is None:
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 @torch.no_grad()
@@ -312,22 +329,28 @@ def checkpoint_payload(model: nn.Module, meta: dict, epoch: int) -> dict:
     return {**meta, "epoch": epoch, "state_dict": model.state_dict()}
 
 
-def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitState) -> None:
+def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitState,
+              scaler: torch.amp.GradScaler | None = None) -> None:
     payload = checkpoint_payload(model, meta, state.epoch)
     payload["optimizer"] = optimizer.state_dict()
     payload["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+    if scaler is not None:
+        payload["scaler"] = scaler.state_dict()
     payload["torch_rng"] = torch.get_rng_state()
     payload["fit_state"] = asdict(state)
     record.save_checkpoint("last", payload)
 
 
-def restore_last(record: RunRecord, model, optimizer, scheduler) -> FitState:
+def restore_last(record: RunRecord, model, optimizer, scheduler,
+                 scaler: torch.amp.GradScaler | None = None) -> FitState:
     payload = record.load_checkpoint("last")
     try:
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         if scheduler is not None and payload.get("scheduler") is not None:
             scheduler.load_state_dict(payload["scheduler"])
+        if scaler is not None and payload.get("scaler") is not None:
+            scaler.load_state_dict(payload["scaler"])
         torch.set_rng_state(payload["torch_rng"])
         return FitState(**payload["fit_state"])
     except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
@@ -351,15 +374,16 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * train.num_batches())
     use_backend(model, cfg.backend, cfg.precision, train_steps=cfg.epochs * train.num_batches())
     trained = wrap(model, ranks)  # DDP around the model when several ranks train it
+    scaler = torch.amp.GradScaler(device_of(model).type) if cfg.precision == "fp16" else None
     state = FitState()
     if resume and record.has_checkpoint("last"):
-        state = restore_last(record, model, optimizer, scheduler)
+        state = restore_last(record, model, optimizer, scheduler, scaler)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         silent = quiet or not ranks.main
         with progress_bar(train.num_batches(), f"epoch {epoch}/{cfg.epochs}", silent) as bar:
             train_stats = train_one_epoch(trained, train.epoch_batches(epoch), objective,
-                                          optimizer, scheduler, cfg.clip, bar, ranks)
+                                          optimizer, scheduler, cfg.clip, bar, ranks, scaler)
         valid_stats = evaluate(model, valid, objective)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": train_stats["loss"],
@@ -368,7 +392,7 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
                "lr": optimizer.param_groups[0]["lr"]}
         improved = state.add_epoch(row, seconds)
         if ranks.main:
-            write_epoch(record, model, meta, optimizer, scheduler, state, improved)
+            write_epoch(record, model, meta, (optimizer, scheduler, scaler), state, improved)
         # a callback (building a model, say) must not shift training's random stream:
         # last.pt's RNG state is replayed
         if on_epoch is not None and ranks.main:
@@ -380,10 +404,12 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     return state
 
 
-def write_epoch(record: RunRecord, model: nn.Module, meta: dict, optimizer, scheduler,
+def write_epoch(record: RunRecord, model: nn.Module, meta: dict, optimisation: tuple,
                 state: FitState, improved: bool) -> None:
-    """The best checkpoint (when the epoch improved), the per-epoch files, the last checkpoint."""
+    """The best checkpoint (when the epoch improved), the per-epoch files, the last checkpoint
+    (``optimisation``: the optimizer, scheduler and gradient scaler it resumes)."""
+    optimizer, scheduler, scaler = optimisation
     if improved:
         record.save_checkpoint("best", checkpoint_payload(model, meta, state.epoch))
     record.write_metrics(state.rows, state.timings)
-    save_last(record, model, meta, optimizer, scheduler, state)
+    save_last(record, model, meta, optimizer, scheduler, state, scaler)
