@@ -44,8 +44,8 @@ def add_parser(commands) -> None:
 
 
 def add_task_parser(commands, task: type[Task]) -> None:
-    p = commands.add_parser(task.name, help=f"sweep {task.title}", formatter_class=HelpFormatter,
-                            description=__doc__)
+    p = commands.add_parser(task.name, help=f"search the settings of {task.name}: {task.title}",
+                            formatter_class=HelpFormatter, description=__doc__)
     g = p.add_argument_group("search")
     g.add_argument("--trials", type=int, default=20,
                    help="complete or pruned trials the study should hold")
