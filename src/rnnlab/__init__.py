@@ -12,6 +12,8 @@ from rnnlab.api import (
     load,
     register_task,
     reproduce,
+    sweep,
+    sweep_status,
     tasks,
     train,
 )
@@ -29,5 +31,5 @@ from rnnlab.core.version import __version__
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "InputError", "Prediction", "Run",
     "RunFolderError", "Task", "UnknownNameError", "UserError", "__version__", "fetch_data", "load",
-    "register_task", "reproduce", "tasks", "train",
+    "register_task", "reproduce", "sweep", "sweep_status", "tasks", "train",
 ]

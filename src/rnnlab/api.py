@@ -8,6 +8,7 @@
     run.evaluate()                                   # metrics recomputed from the checkpoint
     run = rnnlab.load("runs/r10")                    # any run folder
     rnnlab.register_task(MyTask)                     # a task defined outside the package
+    rnnlab.sweep("recall", trials=12, params={"lr": "log:3e-3:3e-2"}, out="sweeps/r")
 
 The keyword settings of :func:`train` are the command line's flags (``batch_size`` is
 ``--batch-size``), generated from the same config dataclasses.
@@ -30,6 +31,16 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.threads import configure_threads
 from rnnlab.study.reproduce import ReproduceOptions, ReproduceResult
 from rnnlab.study.reproduce import reproduce as reproduce_options
+from rnnlab.study.sweep import (
+    SweepOptions,
+    SweepResult,
+    SweepStatus,
+    fixed_settings,
+    run_sweep,
+    search_space,
+)
+from rnnlab.study.sweep import sweep_status as study_status
+from rnnlab.study.sweep_report import build_sweep_report
 from rnnlab.tasks.base import Prediction, PredictOptions, Task
 from rnnlab.tasks.registry import REGISTRY
 from rnnlab.tasks.workflow import (
@@ -156,5 +167,44 @@ def reproduce(**options: Any) -> ReproduceResult:
     return reproduce_options(ReproduceOptions(**options))
 
 
-__all__ = ["Prediction", "Run", "RunRecord", "Task", "fetch_data", "load", "register_task",
-           "reproduce", "tasks", "train"]
+def setting_text(value: Any) -> str:
+    """A fixed setting as the command line's ``--set NAME=VALUE`` writes it."""
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def sweep(task: str, *, trials: int, params: dict[str, str], fixed: dict[str, Any] | None = None,
+          out: str | Path | None = None, storage: str | None = None, study: str | None = None,
+          workers: int = 1, pruner: str = "median", metric: str = "valid_accuracy",
+          seed: int | None = None, figures: bool = True, data_dir: str | None = None,
+          report: bool = True) -> SweepResult:
+    """``rnnlab sweep TASK`` from Python: search ``params`` (setting -> spec such as
+    ``"log:1e-4:1e-2"``, ``"int:8:64"``, ``"choice:lstm,gru"``) with Optuna until the study
+    holds ``trials`` complete or pruned trials; ``fixed`` settings are shared by every trial.
+    ``out=None`` searches in a new temporary folder; ``study=None`` is the study ``sweep``.
+    Writes the sweep's report into ``out`` unless ``report`` is False. Needs the ``sweep``
+    extra (Optuna)."""
+    task_class = REGISTRY.get(task)
+    texts = {name: setting_text(value) for name, value in (fixed or {}).items()}
+    folder = str(out) if out is not None else tempfile.mkdtemp(prefix=f"rnnlab-sweep-{task}-")
+    options = SweepOptions(task=task, params=search_space(task_class, dict(params)),
+                           trials=trials, fixed=fixed_settings(task_class, texts),
+                           study=study or SweepOptions.study, storage=storage, workers=workers,
+                           pruner=pruner, metric=metric, out=folder, seed=seed, figures=figures,
+                           data_dir=data_dir)
+    result = run_sweep(options)
+    if report:
+        build_sweep_report(folder)
+    return result
+
+
+def sweep_status(out: str | Path | None = None, *, storage: str | None = None,
+                 study: str | None = None) -> SweepStatus:
+    """The trials by state and the best trial of sweep folder ``out``, or of the study named
+    ``study`` in ``storage`` (``rnnlab sweep status``)."""
+    return study_status(out, storage=storage, study=study)
+
+
+__all__ = ["Prediction", "Run", "RunRecord", "SweepResult", "SweepStatus", "Task", "fetch_data",
+           "load", "register_task", "reproduce", "sweep", "sweep_status", "tasks", "train"]

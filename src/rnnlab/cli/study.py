@@ -12,6 +12,7 @@ from rnnlab.study import reproduce as reproduce_module
 from rnnlab.study.experiments import PROFILES
 from rnnlab.study.report import build_report, load_manifest
 from rnnlab.study.reproduce import ReproduceOptions, reproduce
+from rnnlab.study.sweep_report import build_sweep_report, is_sweep_folder, load_sweep
 from rnnlab.tasks.registry import REGISTRY
 
 
@@ -67,8 +68,10 @@ def add_report_parser(commands) -> None:
     p = commands.add_parser("report", help="rebuild the report from run records",
                             formatter_class=HelpFormatter,
                             description="Rebuild report.md and report.html of a reproduction "
-                            "from its reproduce.json and run records only.")
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="the --out folder of `rnnlab reproduce`")
+                            "(from its reproduce.json) or of a sweep (from its sweep.json), "
+                            "and the run records only.")
+    p.add_argument("runs_dir", metavar="RUNS_DIR",
+                   help="the --out folder of `rnnlab reproduce` or `rnnlab sweep`")
     p.add_argument("--data-dir", default=None, help="MNIST data root (for the row of test images)")
     p.add_argument("--seed", type=int, default=0, help="unused: the report draws nothing at random")
     p.add_argument("--dry-run", action="store_true",
@@ -80,10 +83,24 @@ def run_report(args: argparse.Namespace) -> int:
     out = Path(args.runs_dir)
     if not out.is_dir():
         raise RunFolderError(f"{out} is not a folder; give the --out folder of `rnnlab reproduce`")
+    if is_sweep_folder(out):
+        return run_sweep_report(out, args.dry_run)
     if args.dry_run:
         manifest = load_manifest(out)
         print(f"{out}: {len(manifest['experiments'])} experiment(s); nothing written (dry run)")
         return 0
     md_path, html_path = build_report(out, data_dir=args.data_dir)
+    print(f"report: {md_path} and {html_path}")
+    return 0
+
+
+def run_sweep_report(out: Path, dry_run: bool) -> int:
+    """The report of a sweep folder (one with sweep.json instead of reproduce.json)."""
+    if dry_run:
+        records = load_sweep(out)
+        print(f"{out}: sweep study {records.study}, {len(records.trials)} trial record(s); "
+              "nothing written (dry run)")
+        return 0
+    md_path, html_path = build_sweep_report(out)
     print(f"report: {md_path} and {html_path}")
     return 0

@@ -29,6 +29,7 @@ from rnnlab.study.sweep import (
     split_assignment,
     sweep_status,
 )
+from rnnlab.study.sweep_report import build_sweep_report
 from rnnlab.tasks.base import Task
 from rnnlab.tasks.registry import REGISTRY
 
@@ -72,7 +73,8 @@ def add_task_parser(commands, task: type[Task]) -> None:
                    help="local worker processes, one thread each")
     g = p.add_argument_group("output and runtime")
     g.add_argument("--out", default=f"sweeps/{task.name}",
-                   help="output folder: trials/trial-NNNN run folders, sweep.json")
+                   help="output folder: trials/trial-NNNN run folders, sweep.json, "
+                   "report.md and report.html")
     g.add_argument("--no-figures", action="store_true", help="skip each trial's figures")
     g.add_argument("--quiet", action="store_true", help="no line per finished trial")
     g.add_argument("--dry-run", action="store_true",
@@ -108,6 +110,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     status = result.status
     print(status_text(status, table=False))
     print(f"{result.seconds:.0f}s on {options.workers} worker(s)")
+    md_path, html_path = build_sweep_report(options.out)
+    print(f"report: {md_path} and {html_path}")
     done = status.states["complete"] + status.states["pruned"]
     if done < options.trials:
         sys.stderr.write(f"rnnlab: sweep stopped at {done} of {options.trials} trials "

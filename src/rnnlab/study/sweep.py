@@ -431,11 +431,13 @@ def prepare_study(storage, options: SweepOptions):
 
 
 def write_sweep_file(options: SweepOptions, spec: StorageSpec) -> None:
-    """``OUT/sweep.json``: the task, study and storage (password masked) this folder holds."""
+    """``OUT/sweep.json``: the task, study and storage (password masked) this folder holds,
+    and what it searches (metric, direction, each parameter's spec) for the report."""
     out = Path(options.out)
     path = out / SWEEP_FILE
     mine = {"task": options.task, "study": options.study, "storage": spec.shown,
-            "default_storage": options.storage is None}
+            "default_storage": options.storage is None, "metric": options.metric,
+            "direction": options.direction, "space": {p.name: p.spec for p in options.params}}
     existing = read_json(path)
     if existing is not None and (existing["study"], existing["storage"]) != (
             mine["study"], mine["storage"]):
