@@ -9,7 +9,7 @@ from rnnlab.cli.parsing import HelpFormatter
 from rnnlab.cli.train import add_device_option
 from rnnlab.core.errors import RunFolderError
 from rnnlab.study import reproduce as reproduce_module
-from rnnlab.study.experiments import PROFILES
+from rnnlab.study.experiments import OTHER_PROFILES, PROFILES
 from rnnlab.study.report import build_report, load_manifest
 from rnnlab.study.reproduce import ReproduceOptions, reproduce
 from rnnlab.study.sweep_report import build_sweep_report, is_sweep_folder, load_sweep
@@ -21,9 +21,10 @@ def add_reproduce_parser(commands) -> None:
     p = commands.add_parser("reproduce", help="run the whole exercise and write the report",
                             formatter_class=HelpFormatter, description=reproduce_module.__doc__)
     g = p.add_argument_group("what to run")
-    g.add_argument("--profile", choices=[*PROFILES, "all"], default=d.profile,
+    g.add_argument("--profile", choices=[*PROFILES, *OTHER_PROFILES, "all"], default=d.profile,
                    help="reference: the exercise's settings with its flaws fixed; "
-                   "tuned: rnnlab's best recipes over several seeds")
+                   "tuned: rnnlab's best recipes over several seeds; all: both; long-range: "
+                   "the long-memory tasks (hours on a CPU; not part of all)")
     g.add_argument("--quick", action="store_true", help="every configuration on a tiny budget")
     g.add_argument("--dry-run", action="store_true", help="same as --quick")
     g.add_argument("--tasks", nargs="+", choices=REGISTRY.names(), default=None, metavar="TASK",

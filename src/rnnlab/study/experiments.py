@@ -8,7 +8,8 @@ from dataclasses import replace
 from rnnlab.tasks.base import QUICK_EPOCHS, REFERENCE_SEED, Experiment, Flaw
 from rnnlab.tasks.registry import REGISTRY
 
-PROFILES = ("reference", "tuned")
+PROFILES = ("reference", "tuned")  # "all" runs these
+OTHER_PROFILES = ("long-range",)  # run only by name: hours of training on a CPU
 
 
 def quick_version(exp: Experiment) -> Experiment:

@@ -28,7 +28,7 @@ from rnnlab.core.errors import check
 from rnnlab.core.fileio import atomic_write_json
 from rnnlab.core.threads import configure_threads
 from rnnlab.study.estimates import EpochTimes
-from rnnlab.study.experiments import PROFILES, catalogue, flaws_of
+from rnnlab.study.experiments import OTHER_PROFILES, PROFILES, catalogue, flaws_of
 from rnnlab.study.jobs import (
     RunSettings,
     check_existing,
@@ -61,8 +61,9 @@ class ReproduceOptions:
     device: str = "auto"  # where the models train: auto, cpu, cuda, cuda:N, mps
 
     def __post_init__(self) -> None:
-        check(self.profile in (*PROFILES, "all"), "profile",
-              f"{self.profile!r} is unknown; choose one of {', '.join((*PROFILES, 'all'))}")
+        names = (*PROFILES, *OTHER_PROFILES, "all")
+        check(self.profile in names, "profile",
+              f"{self.profile!r} is unknown; choose one of {', '.join(names)}")
         check(self.seeds >= 1, "seeds", f"must be >= 1, got {self.seeds}")
         check(self.jobs >= 1, "jobs", f"must be >= 1, got {self.jobs}")
         for name in self.tasks or ():

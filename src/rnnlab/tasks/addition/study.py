@@ -97,6 +97,8 @@ def reference_experiment(name: str, hidden: int, loss: str, lengths: str, seed: 
 
 
 def experiments(profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
+    if profile not in ("reference", "tuned"):
+        return []  # the exercise's task has no other profile
     if profile == "tuned":
         return [tuned_experiment(seeds)]
     found = [reference_experiment(*spec, seed=seeds[0]) for spec in EXPERIMENTS]

@@ -109,6 +109,8 @@ def ablations(seed: int) -> list[Experiment]:
 
 
 def experiments(profile: str, seeds: tuple[int, ...], with_ablations: bool) -> list[Experiment]:
+    if profile not in ("reference", "tuned"):
+        return []  # the exercise's task has no other profile
     bases = [reference_experiment(name, seeds[0]) for name in MODELS]
     if profile == "tuned":
         return [tuned_experiment(base, seeds) for base in bases]
