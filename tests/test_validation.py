@@ -154,7 +154,7 @@ def test_the_edges_of_the_ranges_are_accepted(tmp_path, capsys):
     (["evaluate", "nowhere"], "nowhere is not an rnnlab run folder (no config.json)"),
     (["predict", "nowhere", "1"], "nowhere is not an rnnlab run folder (no config.json)"),
     (["train"], "rnnlab train: error: the following arguments are required: COMMAND"),
-    (["train", "sudoku"], "invalid choice: 'sudoku' (choose from 'mnist', 'recall', 'addition')"),
+    (["train", "sudoku"], "invalid choice: 'sudoku' (choose from 'mnist', 'recall', 'addition'"),
     (["fly"], "invalid choice: 'fly'"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_other_commands(argv, message, tmp_path, capsys, monkeypatch):

@@ -247,7 +247,11 @@ class Report:
         names = list(dict.fromkeys(e.name for e in self.experiments(task)))
         rows, tuned_runs = [], []
         for name in names:
-            mine, tuned = self.find("reference", task, name), self.find("tuned", task, name)
+            tuned = self.find("tuned", task, name)
+            # the reference profile's run, or one of a profile of its own (long-range, say)
+            mine = self.find("reference", task, name) or next(
+                (e for e in self.experiments(task) if e.name == name and e.profile != "tuned"),
+                None)
             rows.append(comparison_row(mine, tuned, self.value(mine)))
             if tuned is not None:
                 tuned_runs.append(tuned)

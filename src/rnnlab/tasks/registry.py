@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from rnnlab.core.errors import UnknownNameError
 from rnnlab.core.records import RunRecord
+from rnnlab.tasks.adding_problem import AddingProblemTask
 from rnnlab.tasks.addition import AdditionTask
 from rnnlab.tasks.base import Task
+from rnnlab.tasks.copy_memory import CopyMemoryTask
 from rnnlab.tasks.mnist import MnistTask
+from rnnlab.tasks.pixel_mnist import PixelMnistTask
 from rnnlab.tasks.recall import RecallTask
 
-BUILTIN: tuple[type[Task], ...] = (MnistTask, RecallTask, AdditionTask)
+BUILTIN: tuple[type[Task], ...] = (MnistTask, RecallTask, AdditionTask, AddingProblemTask,
+                                   CopyMemoryTask, PixelMnistTask)
 
 
 class TaskRegistry:
@@ -30,8 +34,9 @@ class TaskRegistry:
         if not (isinstance(task, type) and issubclass(task, Task)):
             raise TypeError(f"register a Task subclass, not {task!r}")
         name = getattr(task, "name", None)
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"{task.__name__}.name must be an identifier, got {name!r}")
+        if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
+            raise ValueError(f"{task.__name__}.name must be an identifier (hyphens allowed), "
+                             f"got {name!r}")
         self.classes[name] = task
         return task
 

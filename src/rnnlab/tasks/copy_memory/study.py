@@ -1,0 +1,92 @@
+"""Copy memory in ``rnnlab reproduce`` and the run figures: LSTM, GRU and a plain RNN on
+the same CPU budget at delay T = 100 (no reference numbers: the paper reports curves), and
+each run's learning curves and accuracy by recalled position (drawn from the records)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from rnnlab.core import plots
+from rnnlab.core.document import fixed, pct
+from rnnlab.core.models import ModelConfig
+from rnnlab.core.records import RunRecord
+from rnnlab.core.train import TrainConfig
+from rnnlab.tasks.base import Experiment, ReportContext
+from rnnlab.tasks.copy_memory.data import ALPHABET, CLASSES, CopyConfig
+
+CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
+TASK = CopyConfig(delay=100)
+# Fresh data, Adam with clipping, the same budget (TRAIN.epochs * TASK.train_size sequences,
+# 3,000 steps of 64) for every cell
+TRAIN = TrainConfig(epochs=30, batch_size=64, lr=0.001, clip=1.0, seed=2111)
+MODEL = ModelConfig(cell="lstm", input_size=CLASSES, hidden_size=128, num_outputs=CLASSES)
+
+
+def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
+    note = (f"delay T = {TASK.delay}, fresh data: {TASK.train_size} sequences per epoch, batch "
+            f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, {TRAIN.epochs} "
+            f"epochs; {TASK.test_size} test sequences")
+    return Experiment("copy-memory", cell, f"{CELLS[cell]} hidden {MODEL.hidden_size}",
+                      profile, "per_step", ModelConfig(**{**asdict(MODEL), "cell": cell}),
+                      TrainConfig(**{**asdict(TRAIN), "seed": seeds[0]}), asdict(TASK),
+                      None, note, seeds[:1])
+
+
+def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
+    """The long-range profile (run only by name: it trains for many minutes on a CPU): each
+    cell once; no tuned recipes yet."""
+    if profile != "long-range":
+        return []
+    return [experiment(cell, profile, seeds) for cell in CELLS]
+
+
+def report_section(report: ReportContext) -> None:
+    """The generic section, then each finished run's test loss beside the memoryless one."""
+    report.default_section("copy-memory")
+    rows = [(e.label, e.profile, fixed(test["loss"], 4), fixed(test["baseline_loss"], 4),
+             pct(100 * test["accuracy"]), pct(100 * test["sequence_accuracy"]),
+             e.task_config.get("delay"))
+            for e in report.experiments("copy-memory", None) if e.first()
+            for test in [e.first().summary["test"]]]
+    if rows:
+        report.doc.paragraph("Test cross-entropy of each finished run (first seed) beside the "
+                             "memoryless baseline 10 log 8 / (T + 20), and how many recalled "
+                             "symbols and whole copies were right.")
+        report.doc.table(("experiment", "profile", "test loss", "memoryless loss",
+                          "recalled symbols (%)", "whole copies (%)", "T"), rows,
+                         right=(2, 3, 4, 5, 6))
+
+
+# -- figures (from the records only) --------------------------------------------------
+def label_of(record: RunRecord) -> str:
+    model = record.config()["model"]
+    return f"{model['cell'].upper()} hidden {model['hidden_size']}"
+
+
+def draw_by_position(record: RunRecord, path: Path) -> Path | None:
+    """Test accuracy of each of the 10 recalled symbols, with the guessing rate 1/8."""
+    if not record.is_complete or "by_position" not in record.summary()["test"]:
+        return None
+    rates = record.summary()["test"]["by_position"]
+    delay = record.config()["task_config"]["delay"]
+    fig, ax = plots.subplots(figsize=(6, 4))
+    positions = list(range(1, len(rates) + 1))
+    ax.bar(positions, [100 * r for r in rates], color="tab:blue")
+    ax.axhline(100 / ALPHABET, color="red", lw=1, ls=":", label=f"guessing: 1/{ALPHABET}")
+    ax.set_xticks(positions)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("recalled symbol (position in the copy)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{label_of(record)}, delay T = {delay}: accuracy by recalled position")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return plots.save(fig, path)
+
+
+def draw_run_figures(record: RunRecord) -> list[Path]:
+    """One run's figures: learning curves, accuracy by recalled position."""
+    out = record.figures_dir
+    paths = plots.draw_learning_curves([(label_of(record), record)], out)
+    paths.append(draw_by_position(record, out / "accuracy_by_position.png"))
+    return [p for p in paths if p is not None]
