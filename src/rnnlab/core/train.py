@@ -27,6 +27,7 @@ from rnnlab.core.devices import device_of
 from rnnlab.core.distributed import SINGLE, Ranks, wrap
 from rnnlab.core.errors import CheckpointError, check, check_choice
 from rnnlab.core.records import RunRecord, error_detail
+from rnnlab.core.seeding import stream_generator
 from rnnlab.core.settings import setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -120,6 +121,25 @@ class TensorDataset:
 
     def in_order(self, batch_size: int) -> list[Batch]:
         return [self.batch(slice(i, i + batch_size)) for i in range(0, len(self), batch_size)]
+
+
+class GeneratedBatches:
+    """New sequences every epoch: ``make(count, generator)`` draws a batch of ``count`` from
+    the generator of the stream (``namespace``, seed, "fresh", epoch), so every epoch can be
+    replayed and none shifts another. A BatchSource; each task supplies ``make``."""
+
+    def __init__(self, make: Callable[[int, torch.Generator], Batch], sequences: int,
+                 batch_size: int, seed: int, namespace: str):
+        self.make, self.sequences, self.batch_size = make, sequences, batch_size
+        self.seed, self.namespace = seed, namespace
+
+    def num_batches(self) -> int:
+        return math.ceil(self.sequences / self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        generator = stream_generator(self.namespace, self.seed, "fresh", epoch)
+        for start in range(0, self.sequences, self.batch_size):
+            yield self.make(min(self.batch_size, self.sequences - start), generator)
 
 
 class ShuffledBatches:

@@ -8,8 +8,6 @@ the sum of the two marked values. Every sequence has length T: nothing is padded
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +16,7 @@ from torch import Tensor
 from rnnlab.core.errors import check
 from rnnlab.core.seeding import stream_generator
 from rnnlab.core.settings import setting
-from rnnlab.core.train import Batch, BatchResult
+from rnnlab.core.train import Batch, BatchResult, GeneratedBatches
 
 FEATURES = 2  # (value, marker) per step
 LONGEST = 100_000  # longest T a config may name: keeps a typo from allocating gigabytes
@@ -82,21 +80,14 @@ def make_set(cfg: AddingConfig, seed: int, stream: str, size: int) -> AddingSet:
     return generate(size, cfg.length, stream_generator(SEEDS, seed, stream))
 
 
-class FreshBatches:
-    """New sequences every epoch, seeded by (seed, epoch): a BatchSource."""
+class FreshBatches(GeneratedBatches):
+    """New sequences of ``length`` steps every epoch, seeded by (seed, epoch)."""
 
     def __init__(self, length: int, sequences: int, batch_size: int, seed: int):
-        self.length, self.sequences, self.batch_size, self.seed = (length, sequences,
-                                                                    batch_size, seed)
+        def make(count: int, generator: torch.Generator) -> Batch:
+            return generate(count, length, generator).batch(slice(None))
 
-    def num_batches(self) -> int:
-        return math.ceil(self.sequences / self.batch_size)
-
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        generator = stream_generator(SEEDS, self.seed, "fresh", epoch)
-        for start in range(0, self.sequences, self.batch_size):
-            count = min(self.batch_size, self.sequences - start)
-            yield generate(count, self.length, generator).batch(slice(None))
+        super().__init__(make, sequences, batch_size, seed, SEEDS)
 
 
 @dataclass

@@ -9,7 +9,7 @@ is T + 10 blanks, then the 10 symbols. Every sequence has T + 20 steps: nothing 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 from rnnlab.core.errors import check
 from rnnlab.core.seeding import stream_generator
 from rnnlab.core.settings import setting
-from rnnlab.core.train import Batch, BatchResult
+from rnnlab.core.train import Batch, BatchResult, GeneratedBatches
 
 CLASSES = 10  # blank, 8 symbols, marker: the one-hot features and the output classes
 BLANK, MARKER = 0, 9
@@ -102,21 +102,14 @@ class EncodedBatches(Sequence[Batch]):
         return encode(self.data.symbols[start : start + self.batch_size], self.data.delay)
 
 
-class FreshBatches:
-    """New sequences every epoch, seeded by (seed, epoch): a BatchSource."""
+class FreshBatches(GeneratedBatches):
+    """New sequences with ``delay`` blanks every epoch, seeded by (seed, epoch)."""
 
     def __init__(self, delay: int, sequences: int, batch_size: int, seed: int):
-        self.delay, self.sequences, self.batch_size, self.seed = (delay, sequences, batch_size,
-                                                                  seed)
+        def make(count: int, generator: torch.Generator) -> Batch:
+            return encode(draw_symbols(count, generator), delay)
 
-    def num_batches(self) -> int:
-        return math.ceil(self.sequences / self.batch_size)
-
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        generator = stream_generator(SEEDS, self.seed, "fresh", epoch)
-        for start in range(0, self.sequences, self.batch_size):
-            count = min(self.batch_size, self.sequences - start)
-            yield encode(draw_symbols(count, generator), self.delay)
+        super().__init__(make, sequences, batch_size, seed, SEEDS)
 
 
 @dataclass

@@ -6,8 +6,7 @@ one-hot encoded: 10 features per step. The label is the digit at zero-based posi
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor
 from rnnlab.core.errors import check, check_choice
 from rnnlab.core.seeding import stream_generator
 from rnnlab.core.settings import setting
-from rnnlab.core.train import Batch, TensorDataset
+from rnnlab.core.train import Batch, GeneratedBatches, TensorDataset
 
 DIGITS = 10  # classes and one-hot features per step
 DATA_MODES = ("reference", "fresh")
@@ -141,19 +140,11 @@ def decode(x: Tensor, lengths: Tensor) -> list[list[int]]:
     return [x[i, : int(n)].argmax(dim=-1).tolist() for i, n in enumerate(lengths)]
 
 
-class FreshBatches:
-    """Training batches of new sequences every epoch, seeded by (seed, epoch): a BatchSource."""
+class FreshBatches(GeneratedBatches):
+    """Training batches of new sequences every epoch, seeded by (seed, epoch)."""
 
     def __init__(self, task: DigitSequences, sequences: int, batch_size: int, seed: int):
-        self.task, self.sequences, self.batch_size, self.seed = task, sequences, batch_size, seed
-
-    def num_batches(self) -> int:
-        return math.ceil(self.sequences / self.batch_size)
-
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        generator = stream_generator(SEEDS, self.seed, "fresh", epoch)
-        for start in range(0, self.sequences, self.batch_size):
-            yield self.task.batch(min(self.batch_size, self.sequences - start), generator)
+        super().__init__(task.batch, sequences, batch_size, seed, SEEDS)
 
 
 @dataclass
