@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.rnnlab-installed
 OUT    ?= reports/reference
 PROFILE ?= reference
 
-.PHONY: setup data reproduce smoke test lint clean
+.PHONY: setup data reproduce smoke test lint cli-parsers clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pinned: pip takes the CPU build from the local wheel; unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,sweep]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sweep,serve]'
 	touch $(STAMP)
 
 data: setup
@@ -34,6 +34,11 @@ test: setup lint
 
 lint: setup
 	$(BIN)/ruff check src tests bench
+
+# the command line's parsers as data, read by `rnnlab` instead of importing torch to parse;
+# rerun after changing a setting, task, cell or command option (tests/test_cli_fast.py checks)
+cli-parsers: setup
+	$(BIN)/python -m rnnlab.cli.live
 
 clean:
 	rm -rf $(VENV) runs reports

@@ -1,15 +1,19 @@
 """rnnlab's benchmark suite, in one process: ``python -m bench [--quick] [--out DIR]``.
 
-Sections (``--quick`` keeps the LSTM rows and the synthetic tasks, about 2 minutes):
+Sections (``--quick`` keeps the LSTM rows, the synthetic tasks and the LSTM's long-sequence
+row, about 3 minutes):
 
 1. the machine: CPU, cores, torch, threads, load, float32 / bfloat16 matmul ceiling;
 2. recurrent throughput on row-MNIST shapes (bench/throughput.py): bare ``nn.*``,
    rnnlab's trainer per backend and precision, the reference-style DataLoader
    pipeline; sequences/s, GFLOP/s, share of the ceiling, and the ratios the issues
-   ask for;
+   ask for, with what ``--backend auto`` picks for each model (timed in this run, in a
+   fresh autotune cache, so an earlier measurement cannot stand in);
 3. the synthetic tasks, batch-1 against batched (bench/recall_throughput.py and
    bench/addition_throughput.py, when present);
-4. full run only: 1 against 2 threads with one core busy (bench/threads.py), and
+4. long sequences: every registered cell's default training path, time per time step
+   at T=28 (F=28) against T=784 (F=1), batch 128, hidden 128;
+5. full run only: 1 against 2 threads with one core busy (bench/threads.py), and
    the tuned LSTM's time to 98.5% test accuracy in float32 and bfloat16
    (bench/accuracy.py).
 
@@ -24,20 +28,21 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from bench import accuracy, threads, throughput
-from rnnlab.core.backends import auto_compiles
-from rnnlab.core.cells import CELLS
+from rnnlab.core.autotune import TuneCache
 from rnnlab.core.fileio import atomic_write_text
+from rnnlab.core.memory import keep_freed_memory
 
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
 ISSUE8_SHARE = 0.55  # of the float32 matmul ceiling
-SYNTHETIC = ("recall_throughput", "addition_throughput")
+SYNTHETIC = ("recall_throughput", "addition_throughput", "cells_long")
 
 
 def machine(threads_used: int) -> dict:
@@ -71,25 +76,19 @@ def synthetic(threads_used: int, log) -> dict:
     return results
 
 
-def auto_choice(model: dict, precision: str = "fp32") -> str:
-    """What ``--backend auto`` picks for a 7-epoch, batch-500 run of this model on MNIST."""
-    rnn = CELLS[model["cell"]].module(
-        28, model["hidden"], batch_first=True, bidirectional=model["bidirectional"])
-    compiles = auto_compiles(rnn, torch.empty(500, 28, 28), train_steps=7 * 100,
-                             precision=precision)
-    return "compiled" if compiles else "stock"
-
-
-def summarise(models: list[dict]) -> dict:
-    """The ratios the issues ask for, per model."""
+def summarise(models: list[dict], picks: dict[str, dict]) -> dict:
+    """The ratios the issues ask for, per model; ``picks``: auto's choice per model."""
     out = {}
     for m in models:
         rows = {r["method"]: r for r in m["rows"]}
         bare = rows["bare nn.*"]["train_seq_per_s"]
-        default = rows.get(f"rnnlab {auto_choice(m)} fp32") or rows["rnnlab stock fp32"]
-        entry = {"default_backend": auto_choice(m),
-                 "stock_trainer_over_bare": rows["rnnlab stock fp32"]["train_seq_per_s"] / bare,
+        stock = rows["rnnlab stock fp32"]["train_seq_per_s"]
+        pick = picks[m["model"]]
+        default = rows.get(f"rnnlab {pick['path']} fp32") or rows["rnnlab stock fp32"]
+        entry = {"default_backend": pick["path"], "auto": pick,
+                 "stock_trainer_over_bare": stock / bare,
                  "default_over_bare": default["train_seq_per_s"] / bare,
+                 "default_over_stock": default["train_seq_per_s"] / stock,
                  "default_share_of_fp32_ceiling": default["train_share"]}
         if "reference pipeline" in rows:
             reference = rows["reference pipeline"]["train_seq_per_s"]
@@ -100,8 +99,36 @@ def summarise(models: list[dict]) -> dict:
     return out
 
 
+def pick_text(pick: dict) -> str:
+    """``compiled (measured: stock 70.1, compiled 47.3 ms)``, as the table says it."""
+    ms = ", ".join(f"{path} {value:.1f}" for path, value in pick["ms_per_step"].items())
+    return f"{pick['path']} ({pick['why']}{': ' + ms + ' ms' if ms else ''})"
+
+
 def fmt(value, spec=",.0f") -> str:
     return "–" if value is None else format(value, spec)
+
+
+def long_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    (short, _), (long, _) = throughput.LONG_SHAPES
+    lines = ["", f"## Long sequences: the default path's cost per time step, T={short} against "
+             f"T={long}", "",
+             f"Batch {throughput.LONG_BATCH}, hidden {throughput.LONG_HIDDEN}, one layer; "
+             f"T={short} reads 28 features a step, T={long} one (row- and pixel-MNIST); a "
+             "training step (forward, backward) of the classifier on `--backend auto`, its "
+             "median over a few steps divided by T. Target: ratio <= "
+             f"{throughput.LONG_TARGET}.", "",
+             f"| cell | path at T={short} | ms per time step | path at T={long} | "
+             "ms per time step | ratio | target |", "|---|---|---:|---|---:|---:|---|"]
+    for r in rows:
+        at = [r["by_steps"][steps] for steps, _ in throughput.LONG_SHAPES]
+        paths = [f"{a['backend']['path']} ({a['backend']['why']})" for a in at]
+        lines.append(f"| {r['cell']} | {paths[0]} | {at[0]['ms_per_time_step']:.4f} | "
+                     f"{paths[1]} | {at[1]['ms_per_time_step']:.4f} | {r['ratio']:.2f} | "
+                     f"{'met' if r['meets_target'] else 'missed'} |")
+    return lines
 
 
 def markdown(result: dict) -> str:
@@ -126,12 +153,17 @@ def markdown(result: dict) -> str:
                          f"{fmt(r['infer_seq_per_s'])} | {r['compile_seconds']:.1f} |")
     if not result["models"][0]["mnist"]:
         lines += ["", "(MNIST not fetched: random stand-in images of the same shape.)"]
-    lines += ["", "| model | auto picks | stock trainer / bare | default / bare | "
-                  "default share of fp32 ceiling | default / reference pipeline | fastest |",
-              "|---|---|---:|---:|---:|---:|---|"]
+    lines += ["", "auto picks: what `--backend auto` chooses for a 7-epoch batch-500 run, "
+              "and why (layer ms per training step as timed for the choice); default: that "
+              "path's row above.", "",
+              "| model | auto picks | stock trainer / bare | default / bare | "
+              "default / stock trainer | default share of fp32 ceiling | "
+              "default / reference pipeline | fastest |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
     for name, s in result["summary"].items():
-        lines.append(f"| {name} | {s['default_backend']} | {s['stock_trainer_over_bare']:.2f} | "
-                     f"{s['default_over_bare']:.2f} | "
+        lines.append(f"| {name} | {pick_text(s['auto'])} | "
+                     f"{s['stock_trainer_over_bare']:.2f} | {s['default_over_bare']:.2f} | "
+                     f"{s['default_over_stock']:.2f} | "
                      f"{100 * s['default_share_of_fp32_ceiling']:.0f}% | "
                      f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} |")
     lstm = result["summary"].get("LSTM")
@@ -143,6 +175,7 @@ def markdown(result: dict) -> str:
                   f"{100 * lstm['default_share_of_fp32_ceiling']:.0f}% "
                   f"(issue 8: >= {100 * ISSUE8_SHARE:.0f}%); default / reference pipeline "
                   f"{fmt(lstm.get('default_over_reference'), '.2f')} (issue 8: >= 1)."]
+    lines += long_markdown(result.get("long", []))
     lines += ["", "## Synthetic tasks: batch-1 against batched", ""]
     for name, r in result["synthetic"].items():
         if r.get("markdown"):
@@ -189,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="models of the throughput table (default: all; --quick: LSTM)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of each tuned-LSTM run")
     parser.add_argument("--skip", nargs="+", default=[],
-                        choices=["synthetic", "threads", "accuracy"], help="sections to leave out")
+                        choices=["synthetic", "long", "threads", "accuracy"],
+                        help="sections to leave out")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -197,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    result: dict = {"quick": args.quick, "machine": machine(args.threads)}
+    kept = keep_freed_memory()  # as training runs do (core/memory.py)
+    result: dict = {"quick": args.quick, "machine": {**machine(args.threads),
+                                                      "keeps_freed_memory": kept}}
     result["ceiling"] = throughput.ceiling(args.threads, 0.5 if args.quick else 1.5)
     log(f"bench: ceiling fp32 {result['ceiling']['fp32']:.0f}, "
         f"bf16 {result['ceiling']['bf16']:.0f} GFLOP/s")
@@ -205,7 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     steps, rounds = (4, 3) if args.quick else (8, 4)
     result["models"] = throughput.run_models(names, args.threads, result["ceiling"], steps, rounds,
                                              log=log)
-    result["summary"] = summarise(result["models"])
+    # a fresh cache: auto's picks are timed in this run, beside the rows they are read against
+    tune_cache = TuneCache(Path(tempfile.mkdtemp(prefix="rnnlab-bench-")) / "autotune.json")
+    picks = {m["model"]: throughput.auto_pick(m["cell"], m["hidden"], m["bidirectional"],
+                                              tune_cache) for m in result["models"]}
+    result["summary"] = summarise(result["models"], picks)
+    if "long" not in args.skip:
+        cells = ("lstm",) if args.quick else None
+        result["long"] = throughput.long_sequences(cells, tune_cache, log=log)
     if "synthetic" not in args.skip:
         result["synthetic"] = synthetic(args.threads, log)
     else:

@@ -15,6 +15,10 @@ Each method runs warm-up steps, then timed rounds taken in turns with the other
 methods of the same model; the fastest round counts, so load from other processes
 biases the ratios as little as it can. FLOPs count the matmuls only: forward
 2*B*T*G*H*(F+H) per layer and direction, training 3x forward.
+
+Also here: what ``--backend auto`` picks for each model, measured now
+(:func:`auto_pick`), and the long-sequence table (:func:`long_sequences`): every
+registered cell's default training path, time per time step at T=28 against T=784.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnlab.core.backends import matmul_gflops, train_gflop, use_backend
-from rnnlab.core.cells import CELLS
+from rnnlab.core.autotune import TuneCache, time_steps
+from rnnlab.core.backends import (
+    auto_choice,
+    backend_record,
+    matmul_gflops,
+    train_gflop,
+    use_backend,
+)
+from rnnlab.core.cells import CELLS, cell_names, get_cell
 from rnnlab.core.models import ModelConfig, SequenceClassifier
 from rnnlab.core.train import (
     ClassificationObjective,
@@ -49,6 +60,16 @@ MODELS = {  # name: (cell, hidden, bidirectional); the exercise's sizes
 }
 TRAINER_VARIANTS = (("stock", "fp32"), ("compiled", "fp32"), ("stock", "bf16"),
                     ("compiled", "bf16"))
+AUTO_TRAIN_STEPS = 7 * 100  # the exercise's runs: 7 epochs of 50,000 images at batch 500
+# the long-sequence table: row-MNIST (T=28, F=28) against pixel-MNIST (T=784, F=1) shapes
+LONG_SHAPES = ((28, 28), (784, 1))
+LONG_BATCH, LONG_HIDDEN = 128, 128
+LONG_TRAIN_STEPS = 10_000  # a pixel-MNIST run's order: what auto weighs compile time against
+LONG_TARGET = 1.5  # per-time-step cost at T=784 over that at T=28, at most
+
+
+def quiet(_line: str) -> None:
+    """A log that drops the library's progress lines (compile times)."""
 
 
 @dataclass
@@ -247,3 +268,48 @@ def run_models(names, threads: int, ceiling_gflops: dict, steps: int, rounds: in
                         "mnist": data.real, "rows": rows, "seconds": time.perf_counter() - started})
         log(f"bench: {name} done in {time.perf_counter() - started:.0f}s")
     return results
+
+
+# -- what auto picks, and its cost on long sequences ----------------------------------
+def auto_pick(cell: str, hidden: int, bi: bool, cache: TuneCache,
+              precision: str = "fp32") -> dict:
+    """What ``--backend auto`` picks for a 7-epoch, batch-500 row-MNIST run of this model,
+    and why (the run record's ``backend`` entry), timed now unless ``cache`` has it."""
+    rnn = get_cell(cell).make(input_size=28, hidden_size=hidden, bidirectional=bi)
+    choice = auto_choice(rnn, torch.empty(BATCH, 28, 28), AUTO_TRAIN_STEPS, precision,
+                         log=quiet, cache=cache)
+    return choice.record("auto")
+
+
+def default_path_ms(cell: str, steps: int, features: int, cache: TuneCache) -> dict:
+    """Milliseconds per time step of a training step (forward and backward, loss on the
+    logits) of a classifier over (LONG_BATCH, steps, features) on the default path."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(ModelConfig(cell=cell, input_size=features,
+                                           hidden_size=LONG_HIDDEN))
+    use_backend(model, "auto", "fp32", train_steps=LONG_TRAIN_STEPS, log=quiet,
+                tune_cache=cache)
+    x = torch.randn(LONG_BATCH, steps, features)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    step()  # the first full-length training batch: auto decides here (times, compiles)
+    ms = time_steps({"default": step})["default"]
+    return {"ms_per_time_step": ms / steps, "backend": backend_record(model, "auto")}
+
+
+def long_sequences(cells: tuple[str, ...] | None, cache: TuneCache, log=print) -> list[dict]:
+    """For each cell, the default path's ms per time step at each of LONG_SHAPES."""
+    rows = []
+    for cell in cells or cell_names():
+        started = time.perf_counter()
+        found = {steps: default_path_ms(cell, steps, features, cache)
+                 for steps, features in LONG_SHAPES}
+        (short, _), (long, _) = LONG_SHAPES
+        ratio = found[long]["ms_per_time_step"] / found[short]["ms_per_time_step"]
+        rows.append({"cell": cell, "by_steps": found, "ratio": ratio,
+                     "meets_target": ratio <= LONG_TARGET})
+        log(f"bench: long sequences, {cell} done in {time.perf_counter() - started:.0f}s")
+    return rows

@@ -115,11 +115,14 @@ def test_bad_settings_are_config_errors(values):
         PixelMnistTask.from_dict(values)
 
 
-def test_experiments_only_in_the_long_range_profile():
+def test_experiments_only_in_the_long_range_recipes_profile():
     assert PixelMnistTask.experiments("reference", (2111,), True) == []
-    assert PixelMnistTask.experiments("tuned", (2111,), True) == []
-    plain, permuted = PixelMnistTask.experiments("long-range", (2111, 1), False)
-    assert (plain.reference, permuted.reference) == (98.9, 95.1)
+    assert PixelMnistTask.experiments("long-range", (2111,), True) == []
+    found = PixelMnistTask.experiments("long-range-recipes", (2111, 1), False)
+    assert [e.name for e in found] == ["lstm", "lstm-permuted", "lem", "lem-permuted"]
+    plain, permuted, lem, _ = found
+    assert (plain.reference, permuted.reference, lem.reference) == (98.9, 95.1, 99.5)
+    assert lem.model.cell == "lem" and lem.seeds == (2111,)
     assert (plain.task_config["permute"], permuted.task_config["permute"]) == (False, True)
     assert plain.model.cell == "lstm" and plain.model.hidden_size == 128
     assert plain.model.input_size == 1 and plain.task == PixelMnistTask.name

@@ -4,6 +4,11 @@ Each command module registers its parsers and a ``func(args) -> int`` handler.
 Library errors (:class:`rnnlab.core.errors.UserError` and its kinds) end as one
 line on stderr with exit code 2, never a traceback; a setting out of range is
 named by its flag. Warnings from the library are one line each too.
+
+Parsing needs no torch: the parsers are rebuilt from ``parsers.json``, a description
+generated from the live configs and registries (:mod:`rnnlab.cli.description`,
+:mod:`rnnlab.cli.live`), and a command's module, with the library, is imported only
+once argparse has accepted the arguments. ``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -14,34 +19,39 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from rnnlab.cli import data, study, sweep, train
-from rnnlab.cli.parsing import (
-    HelpFormatter,
-    OneLineErrorParser,
-    cli_message,
-    flags_for_settings,
-    new_subparsers,
+from rnnlab.cli.description import (
+    DESCRIPTION_PATH,
+    load_deferred,
+    parser_from,
+    read_description,
 )
-from rnnlab.core.distributed import RankError
-from rnnlab.core.errors import Notice, UserError
-from rnnlab.core.version import __version__
+from rnnlab.cli.parsing import cli_message, flags_for_settings
+from rnnlab.core.errors import Notice, RankError, UserError
+
+# Modules that hold what the parsers are generated from (tasks, cells). Once either is
+# imported, this process may have registered a task or a cell of its own
+# (rnnlab.register_task, register_cell), which parsers.json cannot know.
+REGISTRY_MODULES = ("rnnlab.tasks.registry", "rnnlab.core.cells")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog="rnnlab",
-        description="Train, evaluate and explain recurrent networks (RNN, LSTM, GRU) "
-        "on row-by-row MNIST, digit recall, binary addition and any registered task.",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
-    commands = new_subparsers(parser, "commands", "command")
-    data.add_parser(commands)
-    train.add_parsers(commands)
-    study.add_reproduce_parser(commands)
-    study.add_report_parser(commands)
-    sweep.add_parser(commands)
-    return parser
+    """The command line's parsers: rebuilt from parsers.json (no torch), or from the live
+    library when this process has loaded it already.
+
+    A task or cell can only be registered by code running in this process, and that code
+    has imported the registries; so when they are not loaded, parsers.json (kept equal to
+    the live parsers by a test) lists every task and cell there is, and an unknown command
+    is unknown to the live registry too: falling back would give the same error seconds
+    later. When they are loaded, the library costs nothing more to ask, and it knows
+    what this process registered. (Without parsers.json, an install that lost it, the
+    live parsers still work, slowly.)
+    """
+    if any(name in sys.modules for name in REGISTRY_MODULES) or not DESCRIPTION_PATH.is_file():
+        # lazy: the live parsers import every command's module (torch): loaded already, or no choice
+        from rnnlab.cli.live import live_parser
+
+        return live_parser()
+    return parser_from(read_description())
 
 
 def os_error_line(err: OSError) -> str:
@@ -68,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch
     previous, warnings.showwarning = warnings.showwarning, show_warning
     try:
+        load_deferred(args)  # the command's handler: its module, and the library, load now
         return int(args.func(args) or 0)
     except RankError as err:  # every rank stops; rank 0 alone says why
         if speaks():

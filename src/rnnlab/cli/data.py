@@ -11,7 +11,6 @@ from rnnlab.core.data.store import (
     MANIFEST_NAME,
     dataset_dir,
     dataset_present,
-    default_data_root,
     fetch,
     fetch_command,
     inspect_dataset,
@@ -72,13 +71,15 @@ def _add_data_options(
 ) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=default, help=help_text)
+    # The default root depends on the environment, so it is found when the command runs
+    # (None: the store's default), not frozen into the parsers' description.
     group.add_argument(
         "--data-dir",
         type=Path,
-        default=default_data_root(),
+        default=None,
         metavar="DIR",
-        help="data root, holding DIR/<dataset>/; set $RNNLAB_DATA to change the "
-        "default (else $XDG_CACHE_HOME/rnnlab or ~/.cache/rnnlab)",
+        help="data root, holding DIR/<dataset>/ (default: $RNNLAB_DATA if set, else "
+        "$XDG_CACHE_HOME/rnnlab or ~/.cache/rnnlab)",
     )
 
 
@@ -118,7 +119,7 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_dataset(dataset: str, data_root: Path) -> str | None:
+def _show_dataset(dataset: str, data_root: Path | None) -> str | None:
     """Print one data set's files with their status; the error message if one is bad."""
     spec = dataset_spec(dataset)
     folder = dataset_dir(spec.name, data_root)

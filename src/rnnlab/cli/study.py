@@ -24,7 +24,9 @@ def add_reproduce_parser(commands) -> None:
     g.add_argument("--profile", choices=[*PROFILES, *OTHER_PROFILES, "all"], default=d.profile,
                    help="reference: the exercise's settings with its flaws fixed; "
                    "tuned: rnnlab's best recipes over several seeds; all: both; long-range: "
-                   "the long-memory tasks (hours on a CPU; not part of all)")
+                   "every cell on the long-memory tasks at delays 50 to 1000 (about an hour "
+                   "on 2 cores); long-range-recipes: the full-budget long-memory runs and "
+                   "pixel-MNIST (hours); the last two are not part of all")
     g.add_argument("--quick", action="store_true", help="every configuration on a tiny budget")
     g.add_argument("--dry-run", action="store_true", help="same as --quick")
     g.add_argument("--tasks", nargs="+", choices=REGISTRY.names(), default=None, metavar="TASK",

@@ -24,14 +24,13 @@ from rnnlab.cli.parsing import (
 )
 from rnnlab.core.devices import make_deterministic, resolve_device
 from rnnlab.core.distributed import (
-    RankError,
     Ranks,
     ranks_from_env,
     start,
     stop,
     threads_per_rank,
 )
-from rnnlab.core.errors import InputError, check
+from rnnlab.core.errors import InputError, RankError, check
 from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import RunPlan
 from rnnlab.core.settings import settings_of

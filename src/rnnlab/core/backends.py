@@ -32,46 +32,33 @@ The compiled path knows no cell by itself: a layer's cell declaration
 cell that declares no kernels trains on its stock module.
 
 :func:`use_backend` attaches a :class:`RecurrentRunner` to every recurrent layer
-of a model; :func:`rnnlab.core.models.run_recurrent` calls it when present.
+of a model; :func:`rnnlab.core.models.run_recurrent` calls it when present. ``auto``
+(the default) takes the path measured fastest on this machine for the layer's shapes
+(:mod:`rnnlab.core.autotune`; :func:`auto_choice`), on the CPU; elsewhere stock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import time
 import types
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
+from rnnlab.core.autotune import Choice, Measurer, Timing, TuneCache, TuneKey, choose, time_steps
 from rnnlab.core.cells import Cell, cell_of, get_cell
 from rnnlab.core.errors import check_choice
+from rnnlab.core.models import final_hidden
 
 BACKENDS = ("auto", "stock", "compiled")
 PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: with a gradient scaler (core.train), for CUDA
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-# ``auto`` compiles when the time the compiled steps save repays the compile time. The
-# numbers behind it were measured on this project's 2-core machine (docs/benchmarks.md):
-# training speed-up of the compiled backend over stock at batch 500, row-MNIST shapes,
-# per (cell, bidirectional, precision); a cell or shape not listed is left to stock.
-COMPILED_SPEEDUP = {
-    ("lstm", False, "fp32"): 1.5, ("lstm", True, "fp32"): 1.5,
-    ("gru", False, "fp32"): 1.05, ("gru", True, "fp32"): 1.05,
-    ("rnn", False, "fp32"): 1.1, ("rnn", True, "fp32"): 1.2,
-    ("lstm", False, "bf16"): 1.6, ("lstm", True, "bf16"): 1.55,
-    ("gru", False, "bf16"): 1.25, ("gru", True, "bf16"): 1.3,
-    ("rnn", False, "bf16"): 1.1, ("rnn", True, "bf16"): 1.15,
-}
-# narrower, per-step overhead eats the gain: LSTM(32) compiled 0.96x, LSTM(64) 1.5x
-AUTO_MIN_HIDDEN = 64
-AUTO_MIN_BATCH = 256  # smaller, the same: LSTM(100) at batch 128 compiled 0.77x, at 256 1.5x
-STOCK_GFLOPS = 75.0  # stock training rate, matmul GFLOP/s on 2 threads: the run's expected length
-COMPILE_SECONDS = 5.0  # a typical first compile with inductor's on-disk cache warm (cold: 10-20 s)
 
 # CPU flags of bfloat16 matmul hardware; without either, oneDNN emulates bf16 matmuls
 # and they run slower than float32 ones.
@@ -132,6 +119,7 @@ class Kernels:
         self.eager_step, self.eager_back = step, back
         self.failed: str | None = None
         self.workspace = Workspace()
+        self.compile_seconds = 0.0  # the first compile's, set by compile_kernels
         if compiled:
             # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
             # the first time it changes (the last, smaller batch of an epoch)
@@ -456,7 +444,7 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
              "using the stock backend")
         return None
     _KERNELS[key] = kernels
-    seconds = time.perf_counter() - started
+    seconds = kernels.compile_seconds = time.perf_counter() - started
     (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {seconds:.1f}s")
     return kernels
 
@@ -478,23 +466,26 @@ class RecurrentRunner:
     """How one recurrent layer runs: backend and precision; called as ``runner(rnn, x, lengths)``.
 
     ``backend`` is ``stock``, ``compiled`` or ``auto``; ``auto`` decides at the first
-    full-length training batch (see :func:`auto_compiles`). Batches with ``lengths``
+    full-length training batch (see :func:`auto_choice`). Batches with ``lengths``
     (packed sequences) and forward passes without gradients always run stock.
+    ``choice`` says which path trains and why (None until ``auto`` has decided).
     """
 
     def __init__(self, backend: str = "stock", precision: str = "fp32",
-                 train_steps: int | None = None, log: Callable[[str], None] | None = None):
+                 train_steps: int | None = None, log: Callable[[str], None] | None = None,
+                 tune_cache: TuneCache | None = None):
         check_choice("backend", backend, BACKENDS)
         check_choice("precision", precision, PRECISIONS)
         self.backend, self.precision, self.train_steps = backend, precision, train_steps
-        self.log = log
+        self.log, self.tune_cache = log, tune_cache
         self.kernels: Kernels | None = None
         self.resolved: str | None = None if backend == "auto" else backend  # set at the first batch
+        self.choice: Choice | None = None if backend == "auto" else Choice(backend, "forced")
 
     def __call__(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None, stock: Callable):
         # without gradients (evaluation) stock is the faster forward (docs/benchmarks.md)
         if self.kernels is not None and self.kernels.failed:  # a kernel failed in the last batch
-            self.resolved, self.kernels = "stock", None
+            self.fall_back("kernel failed", self.kernels.failed)
         full_training_batch = lengths is None and torch.is_grad_enabled()
         if full_training_batch and self.resolve(rnn, x) == "compiled":
             return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
@@ -503,50 +494,142 @@ class RecurrentRunner:
         return out.float(), h_n.float()
 
     def autocast(self, device_type: str):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type, dtype=DTYPES[self.precision])
+        return precision_context(self.precision, device_type)
 
     def resolve(self, rnn: nn.RNNBase, x: Tensor) -> str:
         if self.resolved is None:
-            compiles = auto_compiles(rnn, x, self.train_steps, self.precision)
-            self.resolved = "compiled" if compiles else "stock"
+            self.choice = auto_choice(rnn, x, self.train_steps, self.precision, self.log,
+                                      self.tune_cache)
+            self.resolved = self.choice.path
         if self.resolved == "compiled" and self.kernels is None:
             reason = supports(rnn)
             if reason is not None:
                 if self.backend == "compiled":
                     warn(f"the compiled backend does not support {reason}; using stock")
-                self.resolved = "stock"
+                self.fall_back("not supported", reason)
                 return self.resolved
             self.kernels = compile_kernels(rnn, DTYPES[self.precision], x, self.log)
             if self.kernels is None:
-                self.resolved = "stock"
+                self.fall_back("compile failed")
         return self.resolved
 
+    def fall_back(self, why: str, detail: str = "") -> None:
+        """Train on stock from now on, and say why in ``choice``."""
+        self.resolved, self.kernels = "stock", None
+        self.choice = replace(self.choice or Choice("stock", why), path="stock", why=why,
+                              detail=detail)
 
-def auto_compiles(rnn: nn.RNNBase, x: Tensor, train_steps: int | None,
-                  precision: str = "fp32") -> bool:
-    """``auto``'s rule: compile when the layer is wide, the batch large, and the run long
-    enough that the time the faster steps save repays the compile time."""
-    if supports(rnn) is not None or train_steps is None or x.device.type != "cpu":
-        return False  # off the CPU, the stock path is cuDNN's (or MPS's) own
-    cell = cell_of(rnn).name
-    speedup = COMPILED_SPEEDUP.get((cell, rnn.bidirectional, precision), 1.0)
-    if speedup <= 1.0:
-        return False
-    B, T, F = x.shape
-    directions = 2 if rnn.bidirectional else 1
-    work = train_steps * train_gflop(cell, B, T, F, rnn.hidden_size, rnn.num_layers, directions)
-    saved = work / STOCK_GFLOPS * (1 - 1 / speedup)
-    return rnn.hidden_size >= AUTO_MIN_HIDDEN and B >= AUTO_MIN_BATCH and saved >= COMPILE_SECONDS
+
+def precision_context(precision: str, device_type: str):
+    """Autocast to ``precision`` (nothing for fp32): what bf16 and fp16 mean for stock."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=DTYPES[precision])
+
+
+def auto_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str = "fp32",
+                log: Callable[[str], None] | None = None,
+                cache: TuneCache | None = None) -> Choice:
+    """``auto``'s path for ``rnn`` at ``x``'s shape (B, T, F) in a run of ``train_steps``
+    steps: stock off the CPU (cuDNN's or MPS's own), where compiled cannot run the layer,
+    or when the run's length is unknown; otherwise the measured or cached choice
+    (:func:`rnnlab.core.autotune.choose`; ``cache``: the user cache by default)."""
+    if x.device.type != "cpu":
+        return Choice("stock", "off the CPU", detail=f"{x.device.type}: the stock module's own")
+    reason = supports(rnn)
+    if reason is not None:
+        return Choice("stock", "not supported", detail=reason)
+    if train_steps is None:
+        return Choice("stock", "run length unknown")
+    measurer = layer_measurer(rnn, tuple(x.shape), precision, log)
+    return choose(tune_key(rnn, x.shape, precision), train_steps, measurer,
+                  cache if cache is not None else TuneCache(), log or _stderr)
+
+
+def tune_key(rnn: nn.RNNBase, shape: tuple[int, ...], precision: str,
+             device: str = "cpu") -> TuneKey:
+    """The cache key of ``rnn`` trained on (B, T, F) batches of ``shape`` here."""
+    batch, steps, features = shape
+    return TuneKey(cell=cell_of(rnn).name, bidirectional=rnn.bidirectional,
+                   layers=rnn.num_layers, batch=batch, steps=steps, features=features,
+                   hidden=rnn.hidden_size, threads=torch.get_num_threads(),
+                   precision=precision, device=device)
+
+
+def layer_measurer(rnn: nn.RNNBase, shape: tuple[int, ...], precision: str,
+                   log: Callable[[str], None] | None = None) -> Measurer:
+    """Times training steps (forward and backward of the layer, the loss reading every
+    output and h_n) of ``rnn`` on a random (B, T, F) batch of ``shape``: each timing on a
+    deep copy, with a private generator, inside ``fork_rng``, so that the run's weights,
+    gradients and random streams are untouched."""
+    dtype = DTYPES[precision]
+
+    def estimate() -> float:  # stock's seconds per step: one warm-up, one timed
+        with private_layer(rnn, shape) as (clone, x):
+            step = stock_step(clone, x, precision)
+            step()
+            started = time.perf_counter()
+            step()
+            return time.perf_counter() - started
+
+    def measure(paths: tuple[str, ...]) -> Timing:
+        with private_layer(rnn, shape) as (clone, x):
+            steps: dict[str, Callable[[], None]] = {}
+            kernels = None
+            if "stock" in paths:
+                steps["stock"] = stock_step(clone, x, precision)
+            if "compiled" in paths:
+                kernels = compile_kernels(clone, dtype, x, log)
+                if kernels is not None:
+                    steps["compiled"] = compiled_step(clone, x, kernels, dtype)
+            ms_per_step = time_steps(steps)
+            if kernels is not None and kernels.failed:  # finished eagerly: not its time
+                ms_per_step.pop("compiled")
+            return Timing(ms_per_step, kernels.compile_seconds if kernels is not None else 0.0)
+
+    return Measurer(estimate, measure)
+
+
+@contextlib.contextmanager
+def private_layer(rnn: nn.RNNBase, shape: tuple[int, ...]) -> Iterator[tuple[nn.RNNBase, Tensor]]:
+    """A deep copy of ``rnn`` (without its runner) and a random batch of ``shape`` from a
+    private generator; the global random state is restored on leaving (dropout draws)."""
+    runner = runner_of(rnn)
+    with torch.random.fork_rng(devices=[]):
+        clone = copy.deepcopy(rnn, memo={id(runner): None} if runner is not None else None)
+        clone.__dict__.pop("rnnlab_runner", None)
+        clone.train()
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        yield clone, x
+
+
+def stock_step(rnn: nn.RNNBase, x: Tensor, precision: str) -> Callable[[], None]:
+    def step() -> None:
+        rnn.zero_grad(set_to_none=True)
+        with precision_context(precision, x.device.type):
+            out, h_n = rnn(x)
+        (out.float().sum() + final_hidden(h_n).float().sum()).backward()
+
+    return step
+
+
+def compiled_step(rnn: nn.RNNBase, x: Tensor, kernels: Kernels,
+                  dtype: torch.dtype) -> Callable[[], None]:
+    def step() -> None:
+        rnn.zero_grad(set_to_none=True)
+        out, h_n = compiled_forward(rnn, x, kernels, dtype)
+        (out.sum() + h_n.sum()).backward()
+
+    return step
 
 
 def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32",
-                train_steps: int | None = None,
-                log: Callable[[str], None] | None = None) -> list[RecurrentRunner]:
+                train_steps: int | None = None, log: Callable[[str], None] | None = None,
+                tune_cache: TuneCache | None = None) -> list[RecurrentRunner]:
     """Attach a runner for ``backend`` and ``precision`` to every recurrent layer of ``model``.
 
-    ``train_steps`` (optimizer steps the run will take) lets ``auto`` weigh compile time.
+    ``train_steps`` (optimizer steps the run will take) lets ``auto`` weigh compile time;
+    ``tune_cache`` is where ``auto`` keeps its measurements (default: the user cache).
     ``stock`` in ``fp32`` removes any runner: the plain ``nn.*`` call. bf16 on a CPU
     without bf16 matmul hardware warns (:class:`PerformanceWarning`): it trains, slower.
     """
@@ -562,7 +645,7 @@ def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32
             if backend == "stock" and precision == "fp32":
                 module.__dict__.pop("rnnlab_runner", None)
                 continue
-            runner = RecurrentRunner(backend, precision, train_steps, log)
+            runner = RecurrentRunner(backend, precision, train_steps, log, tune_cache)
             # a plain attribute: not a submodule, not in the state dict
             module.__dict__["rnnlab_runner"] = runner
             runners.append(runner)
@@ -571,6 +654,24 @@ def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32
 
 def runner_of(rnn: nn.Module) -> RecurrentRunner | None:
     return rnn.__dict__.get("rnnlab_runner")
+
+
+def backend_record(model: nn.Module, requested: str) -> dict:
+    """Which path trained ``model``'s recurrent layer and why, for the run record (the
+    first layer's; rnnlab's models have one): ``{"requested", "path", "why",
+    "ms_per_step", ...}``."""
+    for module in model.modules():
+        runner = runner_of(module)
+        if runner is not None and runner.choice is not None:
+            return runner.choice.record(requested)
+        if runner is not None:
+            return Choice("stock", "no full-length training batch",
+                          detail="packed batches run stock").record(requested)
+    if requested == "stock":
+        return Choice("stock", "forced").record(requested)
+    layer = next((m for m in model.modules() if cell_of(m) is not None), None)
+    detail = supports(layer) if layer is not None else "no recurrent layer"
+    return Choice("stock", "not supported", detail=detail or "").record(requested)
 
 
 def _on_cpu(model: nn.Module) -> bool:

@@ -15,6 +15,7 @@ from torch import nn
 
 from rnnlab.core import cell_kernels as k
 from rnnlab.core.cell_kernels import CellKernels
+from rnnlab.core.cell_layers import LEM, CoRNN, IndRNN, MinGRU, MinLSTM
 from rnnlab.core.errors import UnknownNameError
 
 CELL_TAG = "rnnlab_cell"  # the attribute :meth:`Cell.make` leaves on a layer: its cell's name
@@ -23,7 +24,7 @@ CELL_TAG = "rnnlab_cell"  # the attribute :meth:`Cell.make` leaves on a layer: i
 @dataclass(frozen=True)
 class Cell:
     name: str  # what users type: "lstm"
-    module: type[nn.RNNBase]  # the stock implementation
+    module: type[nn.Module]  # the stock implementation: an ``nn.RNNBase`` or a cell_layers one
     gates: tuple[str, ...]  # blocks of hidden_size rows in weight_ih / weight_hh, in order
     equations: str  # the update of one step, for documentation and the explorer
     has_cell_state: bool = False  # a second state beside h (the LSTM's c)
@@ -35,7 +36,7 @@ class Cell:
     def num_gates(self) -> int:
         return len(self.gates)
 
-    def make(self, **kwargs) -> nn.RNNBase:
+    def make(self, **kwargs) -> nn.Module:
         """The stock recurrent layer (batch first) with ``kwargs`` (sizes, layers, ...),
         tagged with this cell's name so that backends find the declaration again."""
         rnn = self.module(**kwargs, **self.module_options, batch_first=True)
@@ -63,6 +64,33 @@ GRU = Cell(
     mode="GRU",
     kernels=CellKernels(k.gru_step, k.gru_step_back, saved=4, split=True))  # r, z, n, W_hn h + b_hn
 
+# cells beyond nn.*: the modules in core/cell_layers, whose docstrings give the papers,
+# initialisations and defaults; no compiled kernels, so every backend runs them as they are
+INDRNN = Cell("indrnn", IndRNN, ("preactivation",),
+              "h_t = relu(W x_t + b + u * h_{t-1}), u a vector, |u| <= recurrent_max")
+CORNN = Cell(
+    "cornn", CoRNN, ("candidate",),
+    "candidate = tanh(W_z z_{t-1} + W_y y_{t-1} + V x_t + b)\n"
+    "z_t = z_{t-1} + dt * (candidate - gamma * y_{t-1} - epsilon * z_{t-1})\n"
+    "y_t = y_{t-1} + dt * z_t  (the output; z is the second state)",
+    has_cell_state=True)
+LEM_CELL = Cell(
+    "lem", LEM, ("dt", "dt_bar", "z_candidate", "y_candidate"),
+    "dt_t, dt_bar_t = dt * sigmoid(W_1,2 y_{t-1} + V_1,2 x_t + b_1,2)\n"
+    "z_t = (1 - dt_t) * z_{t-1} + dt_t * tanh(W_z y_{t-1} + V_z x_t + b_z)\n"
+    "y_t = (1 - dt_bar_t) * y_{t-1} + dt_bar_t * tanh(W_y z_t + V_y x_t + b_y)  (the output)",
+    has_cell_state=True)
+MINGRU = Cell(
+    "mingru", MinGRU, ("update", "candidate"),
+    "update = sigmoid(W_z x_t + b_z); candidate = g(W_h x_t + b_h), g(v) = v + 0.5 if v >= 0 "
+    "else sigmoid(v)\n"
+    "h_t = (1 - update) * h_{t-1} + update * candidate")
+MINLSTM = Cell(
+    "minlstm", MinLSTM, ("forget", "input", "candidate"),
+    "f, i = sigmoid(W_f x_t + b_f), sigmoid(W_i x_t + b_i); forget, input = f, i / (f + i)\n"
+    "candidate = g(W_h x_t + b_h), g(v) = v + 0.5 if v >= 0 else sigmoid(v)\n"
+    "h_t = forget * h_{t-1} + input * candidate")
+
 CELLS: dict[str, Cell] = {}
 
 
@@ -72,7 +100,7 @@ def register_cell(cell: Cell) -> Cell:
     return cell
 
 
-for _cell in (RNN, LSTM, GRU):
+for _cell in (RNN, LSTM, GRU, INDRNN, CORNN, LEM_CELL, MINGRU, MINLSTM):
     register_cell(_cell)
 
 
@@ -88,9 +116,13 @@ def get_cell(name: str) -> Cell:
 
 def cell_of(rnn: nn.Module) -> Cell | None:
     """The declaration of a recurrent layer: the cell that made it (:meth:`Cell.make`),
-    else, for a bare ``nn.*`` module, the first registered cell of its ``mode``; None
-    when there is none (or the cell that made it is no longer registered)."""
+    else, for a bare ``nn.*`` module, the first registered cell of its ``mode`` (for a
+    bare module without one, a cell_layers module, the first of its class); None when
+    there is none (or the cell that made it is no longer registered)."""
     name = rnn.__dict__.get(CELL_TAG)
     if name is not None:
         return CELLS.get(name)
-    return next((cell for cell in CELLS.values() if cell.mode == rnn.mode), None)
+    mode = getattr(rnn, "mode", None)
+    if mode is None:
+        return next((cell for cell in CELLS.values() if cell.module is type(rnn)), None)
+    return next((cell for cell in CELLS.values() if cell.mode == mode), None)

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from rnnlab.core.errors import ConfigError, UserError, check
+from rnnlab.core.errors import ConfigError, RankError, UserError, check
 
 T = TypeVar("T")
 
@@ -82,11 +82,6 @@ class Ranks:
 
 
 SINGLE = Ranks()  # a run in one process
-
-
-class RankError(UserError):
-    """Rank 0 stopped the run with a user error; the other ranks stop with it (rank 0
-    says why; the command line of the other ranks stays silent)."""
 
 
 def ranks_from_env(env: Mapping[str, str] = os.environ) -> Ranks:

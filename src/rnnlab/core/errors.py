@@ -50,6 +50,11 @@ class UnknownNameError(UserError):
     """A task, cell or other registered name that does not exist."""
 
 
+class RankError(UserError):
+    """Rank 0 stopped the run with a user error; the other ranks stop with it (rank 0
+    says why; the command line of the other ranks stays silent)."""
+
+
 class Notice(UserWarning):
     """Something the user should know that is not an error (an input outside the
     lengths a model was trained on); the CLI prints ``rnnlab: note: <message>``."""

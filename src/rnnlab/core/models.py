@@ -99,6 +99,17 @@ class RecurrentModel(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.directions * cfg.hidden_size, cfg.num_outputs)
 
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
+        assert lengths is None or self.cfg.readout != "last_step", \
+            "the last_step readout is for full-length sequences only"
+        out, h_n = run_recurrent(self.rnn, x, lengths)  # out: (B, T, D*H), h_n: (L*D, B, H)
+        return self.readout(out, h_n)
+
+    def readout(self, out: Tensor, h_n: Tensor) -> Tensor:
+        """The head over the recurrent layers' outputs (subclasses: which of them it reads)."""
+        raise NotImplementedError
+
 
 class SequenceClassifier(RecurrentModel):
     """One label per sequence, read from h_n of every direction of the last layer.
@@ -108,11 +119,9 @@ class SequenceClassifier(RecurrentModel):
     the whole sequence.
     """
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
-        out, h_n = run_recurrent(self.rnn, x, lengths)  # out: (B, T, D*H), h_n: (L*D, B, H)
+    def readout(self, out: Tensor, h_n: Tensor) -> Tensor:
+        """out (B, T, D*H), h_n (L*D, B, H) -> logits (B, C)."""
         if self.cfg.readout == "last_step":  # the reference's readout; only to measure the flaw
-            assert lengths is None, "the last_step readout is for full-length sequences only"
             features = out[:, -1]  # (B, D*H)
         else:
             last_layer = h_n[-self.cfg.directions :]  # (D, B, H) forward then backward
@@ -123,9 +132,8 @@ class SequenceClassifier(RecurrentModel):
 class PerStepModel(RecurrentModel):
     """One output per time step (e.g. one sum bit per input bit pair)."""
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        assert x.dim() == 3, f"expected (B, T, F) input, got shape {tuple(x.shape)}"
-        out, _ = run_recurrent(self.rnn, x, lengths)  # (B, T, D*H)
+    def readout(self, out: Tensor, h_n: Tensor) -> Tensor:
+        """out (B, T, D*H) -> logits (B, T, num_outputs), or (B, T) for one output."""
         logits = self.head(self.dropout(out))  # (B, T, num_outputs)
         return logits.squeeze(-1) if self.cfg.num_outputs == 1 else logits  # (B, T) for bits
 

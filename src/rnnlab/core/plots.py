@@ -157,8 +157,10 @@ def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str
 
 def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path, *, xlabel: str,
                      ylabel: str, title: str, ylim: tuple[float, float] | None = None,
-                     log_x: bool = False, columns: int = 3) -> Path:
-    """Panels side by side, ``columns`` to a row: (panel title, series) each."""
+                     log_x: bool = False, log_y: bool = False, columns: int = 3,
+                     markers: bool = True) -> Path:
+    """Panels side by side, ``columns`` to a row: (panel title, series) each. With ``log_y``
+    values <= 0 are left out (a gradient that underflowed to 0 has no place on the axis)."""
     cols = min(columns, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
@@ -166,8 +168,10 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
         ax.axis("off")
     for ax, (panel_title, series) in zip(axes.flat, panels, strict=False):
         for label, xs, ys in series:
-            ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
+            ax.plot(list(xs), list(ys), marker="o" if markers else None, ms=3, label=label)
         ax.set_title(panel_title, fontsize=9)
+        if log_y:
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if ylim is not None:
@@ -182,3 +186,22 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+GRADIENT_PANELS = (("init", "at initialisation"), ("trained", "after training (best weights)"))
+
+
+def draw_gradient_norms(runs: Sequence[tuple[str, RunRecord]], path: Path,
+                        title: str) -> Path | None:
+    """||dLoss/dh_t|| against step t from each run's gradients.json (one line per run), at
+    initialisation and after training; None when no run recorded it."""
+    curves = [(label, record.read_json("gradients.json")) for label, record in runs
+              if (record.dir / "gradients.json").is_file()]
+    if not curves:
+        return None
+    panels = [(panel, [(label, range(1, len(g[key]) + 1), [v if v > 0 else float("nan")
+                                                          for v in g[key]])
+                       for label, g in curves if key in g])
+              for key, panel in GRADIENT_PANELS]
+    return draw_line_panels(panels, path, xlabel="step t", ylabel="mean ||dLoss / dh_t||",
+                            title=title, log_y=True, columns=2, markers=False)

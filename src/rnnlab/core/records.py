@@ -33,7 +33,7 @@ CHECKPOINT_FORMAT = "rnnlab-checkpoint-v1"
 FIGURES_DRAWN = ".drawn"  # in figures/: written last, lists the figures drawn
 # Every file a training run writes in its folder (the tasks' extras included), for --force
 RUN_OUTPUTS = ("metrics.csv", "metrics.jsonl", "timing.csv", "summary.json", "test_predictions.csv",
-               "examples.json", "test_by_epoch.jsonl", "permutation.json",
+               "examples.json", "test_by_epoch.jsonl", "permutation.json", "gradients.json",
                f"figures/{FIGURES_DRAWN}")
 RUN_OUTPUT_GLOBS = ("checkpoints/*.pt", "figures/*.png", "tensorboard/events.out.tfevents.*")
 

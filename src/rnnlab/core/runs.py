@@ -13,10 +13,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rnnlab.core.backends import backend_record
 from rnnlab.core.cells import get_cell
 from rnnlab.core.devices import describe_device
 from rnnlab.core.distributed import SINGLE, Ranks
 from rnnlab.core.errors import CheckpointError, ConfigError, RunFolderError, check
+from rnnlab.core.fileio import atomic_write_json
+from rnnlab.core.gradients import hidden_gradient_norms, measurable
+from rnnlab.core.memory import keep_freed_memory
 from rnnlab.core.models import ModelConfig, build_model, count_parameters
 from rnnlab.core.records import RunRecord, error_detail
 from rnnlab.core.train import (
@@ -137,23 +141,46 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
     if ranks.main and plan.resume and on_resume is not None and record.has_checkpoint("last"):
         on_resume(record)  # before set_seed: whatever it draws cannot shift training
     started = time.perf_counter()
+    keep_freed_memory()  # long sequences: no fresh pages for every batch's activations
     set_seed(plan.train.seed)
     model = build_model(plan.model_kind, plan.model).to(device)
     data = build_data()
     train = ShardedBatches(data.train, ranks) if ranks.active else data.train
+    if ranks.main and not (plan.resume and record.has_checkpoint("last")):
+        record_gradients(record, "init", model, data)  # a resumed run's model is not at init
     state = fit(model, train, data.valid, data.objective, plan.train, record,
                 plan.checkpoint_meta(), resume=plan.resume, quiet=plan.quiet, on_epoch=on_epoch,
                 ranks=ranks)
     if not ranks.main:
         return {}
-    return summarise(model, record, state, test, started, environment(device, ranks))
+    summary = summarise(model, record, state, test, started, environment(device, ranks),
+                        backend_record(model, plan.train.backend))
+    record_gradients(record, "trained", model, data)  # the best weights, as tested
+    return summary
+
+
+GRADIENTS_FILE = "gradients.json"
+
+
+def record_gradients(record: RunRecord, when: str, model: nn.Module, data: TaskData) -> None:
+    """Add the norm of dLoss/dh_t by step (:mod:`rnnlab.core.gradients`) at ``when`` ("init"
+    or "trained") to the run's gradients.json, measured on the first validation batch. A
+    resumed run keeps the curve its start measured; a model it cannot be measured on (two
+    directions, padded sequences) records nothing."""
+    path = record.dir / GRADIENTS_FILE
+    found = record.read_json(GRADIENTS_FILE) if path.is_file() else {}
+    if when in found or not data.valid or not measurable(model, data.valid[0]):
+        return
+    norms = hidden_gradient_norms(model, data.valid[0], data.objective)
+    atomic_write_json(path, {**found, when: norms, "steps": len(norms)})
 
 
 def summarise(model: nn.Module, record: RunRecord, state: FitState,
               test: Callable[[nn.Module, RunRecord], dict], started: float,
-              environment: dict) -> dict:
+              environment: dict, backend: dict | None = None) -> dict:
     """Test the last and the best weights and write summary.json (``started``: the run's
-    perf_counter start, for its wall time with testing)."""
+    perf_counter start, for its wall time with testing; ``backend``: which training path
+    the recurrent layer took and why, :func:`rnnlab.core.backends.backend_record`)."""
     last_test = test(model, record) if state.best_epoch != state.epoch else None
     model.load_state_dict(record.load_checkpoint("best")["state_dict"])
     summary = {"test": test(model, record), "best_epoch": state.best_epoch,
@@ -161,6 +188,8 @@ def summarise(model: nn.Module, record: RunRecord, state: FitState,
                "parameters": count_parameters(model),
                "train_seconds": sum(t["seconds"] for t in state.timings),
                "wall_seconds": time.perf_counter() - started, "environment": environment}
+    if backend is not None:
+        summary["backend"] = backend
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
     record.write_summary(summary)
     return summary

@@ -49,8 +49,9 @@ class TrainConfig:
     seed: int = setting(2111, "seed for weights, data order and generated data")
     eval_batch_size: int = 2000  # larger than training batches: no gradients kept
     backend: str = setting(
-        "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: compiled "
-        "for full-length batches of a long enough run (docs/benchmarks.md)", choices=BACKENDS)
+        "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: the one "
+        "timed faster on this machine for the run's shapes, cached (docs/benchmarks.md)",
+        choices=BACKENDS)
     precision: str = setting("fp32", "bf16: bfloat16 matmuls (autocast), float32 weights and "
                              "cell state; fp16: float16 autocast with a gradient scaler (for "
                              "CUDA)", choices=PRECISIONS)

@@ -9,7 +9,9 @@ from rnnlab.tasks.base import QUICK_EPOCHS, REFERENCE_SEED, Experiment, Flaw
 from rnnlab.tasks.registry import REGISTRY
 
 PROFILES = ("reference", "tuned")  # "all" runs these
-OTHER_PROFILES = ("long-range",)  # run only by name: hours of training on a CPU
+# run only by name: the delay grid of every cell (about an hour on 2 cores), and the long-memory
+# recipes (hours on a CPU)
+OTHER_PROFILES = ("long-range", "long-range-recipes")
 
 
 def quick_version(exp: Experiment) -> Experiment:

@@ -201,6 +201,10 @@ class Task(ABC):
     input_help: ClassVar[str] = "what to predict"  # the inputs of ``rnnlab predict RUN INPUT...``
     train_epilog: ClassVar[str] = ""  # examples shown under ``rnnlab train NAME --help``
     flaws: ClassVar[tuple[Flaw, ...]] = ()
+    # the explorer's input widget (``rnnlab serve``): "image" (a drawn 28x28 digit read row
+    # by row), "digits" (a typed digit sequence), "bits" (two numbers added bit by bit);
+    # None: the explorer lists the task's runs but does not inspect them
+    input_kind: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None):
         self.config = self.Config() if config is None else config

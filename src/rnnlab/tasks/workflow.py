@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlab.core import plots
 from rnnlab.core.devices import resolve_device
 from rnnlab.core.distributed import SINGLE, Ranks
 from rnnlab.core.errors import ConfigError, InputError, RunFolderError, check
@@ -154,7 +155,17 @@ def draw_run_figures(run_dir: str | Path, data_dir: str | None = None) -> list[P
     """A finished run's figures, then the mark that they are complete (``figures/.drawn``)."""
     record = RunRecord.open(run_dir)
     task = REGISTRY.of_record(record)
-    return record.draw_figures(lambda r: task.draw_figures(r, data_dir))
+    return record.draw_figures(lambda r: [*task.draw_figures(r, data_dir),
+                                          *generic_figures(r)])
+
+
+def generic_figures(record: RunRecord) -> list[Path]:
+    """The figures every run gets whatever its task: the gradient reaching each step."""
+    cell = record.config()["model"]["cell"].upper()
+    drawn = plots.draw_gradient_norms(
+        [(cell, record)], record.figures_dir / "gradient_norms.png",
+        f"How far back the loss reaches: {cell}, gradient by step (log scale)")
+    return [drawn] if drawn is not None else []
 
 
 # -- finished runs ---------------------------------------------------------------------

@@ -14,6 +14,8 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.adding_problem.data import CLOSE, FEATURES, AddingConfig
 from rnnlab.tasks.base import Experiment, ReportContext
+from rnnlab.tasks.delays import PROFILE as GRID_PROFILE
+from rnnlab.tasks.delays import DelayGrid
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
 TASK = AddingConfig(length=200)
@@ -22,6 +24,15 @@ TASK = AddingConfig(length=200)
 # steps; at 0.003 it left it after about 3,600 (seed 2111).
 TRAIN = TrainConfig(epochs=40, batch_size=64, lr=0.003, clip=1.0, seed=2111)
 MODEL = ModelConfig(cell="lstm", input_size=FEATURES, hidden_size=128, num_outputs=1)
+
+
+RECIPES = "long-range-recipes"  # the profile of the full-budget runs at T = 200
+# The delay grid (profile long-range): every cell at T in 50 ... 1000, 300 steps of 64 each
+# (a CPU budget: about 45 minutes for all 80 runs with --jobs 2 on 2 cores)
+GRID = DelayGrid(
+    "adding-problem", "classifier", MODEL, TrainConfig(epochs=3, batch_size=64, lr=0.003, clip=1.0),
+    lambda delay: asdict(AddingConfig(length=delay, valid_size=500, test_size=2_000)),
+    "mse", "MSE", lambda mse: mse < 0.01, "MSE < 0.01", lambda test: test["baseline_mse"])
 
 
 def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
@@ -35,19 +46,25 @@ def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
 
 
 def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
-    """The long-range profile (run only by name: it trains for many minutes on a CPU): each
-    cell once; no tuned recipes yet."""
-    if profile != "long-range":
-        return []
-    return [experiment(cell, profile, seeds) for cell in CELLS]
+    """The delay grid (``long-range``) and LSTM, GRU and the plain RNN on the full budget at
+    T = 200 (``long-range-recipes``); both run only by name (minutes to hours on a CPU)."""
+    if profile == GRID_PROFILE:
+        return GRID.experiments(seeds)
+    if profile == RECIPES:
+        return [experiment(cell, profile, seeds) for cell in CELLS]
+    return []
 
 
 def report_section(report: ReportContext) -> None:
-    """The generic section, then each finished run's test MSE beside the baseline's."""
-    report.default_section("adding-problem")
+    """The delay grid's section; then, for the full-budget runs, each finished run's test MSE
+    beside the baseline's."""
+    GRID.report_section(report, "The adding problem")
+    if not report.experiments("adding-problem", RECIPES):
+        return
+    report.doc.heading(2, "The adding problem at T = 200, full budget")
     rows = [(e.label, e.profile, fixed(test["mse"], 4), fixed(test["baseline_mse"], 4),
              pct(100 * test["accuracy"]), e.task_config.get("length"))
-            for e in report.experiments("adding-problem", None) if e.first()
+            for e in report.experiments("adding-problem", RECIPES) if e.first()
             for test in [e.first().summary["test"]]]
     if rows:
         report.doc.paragraph("Test mean squared error of each finished run (first seed) beside "

@@ -62,6 +62,7 @@ class AdditionTask(Task):
 
     name = "addition"
     title = "binary addition, one sum bit per step"
+    input_kind = "bits"  # the explorer's widget (rnnlab serve)
     Config = AdditionConfig
     model_kind = "per_step"
     model_defaults = ModelConfig(cell="lstm", input_size=2, hidden_size=5, num_outputs=1)

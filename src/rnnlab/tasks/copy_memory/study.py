@@ -14,6 +14,8 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 from rnnlab.tasks.copy_memory.data import ALPHABET, CLASSES, CopyConfig
+from rnnlab.tasks.delays import PROFILE as GRID_PROFILE
+from rnnlab.tasks.delays import DelayGrid
 
 CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
 TASK = CopyConfig(delay=100)
@@ -21,6 +23,16 @@ TASK = CopyConfig(delay=100)
 # 3,000 steps of 64) for every cell
 TRAIN = TrainConfig(epochs=30, batch_size=64, lr=0.001, clip=1.0, seed=2111)
 MODEL = ModelConfig(cell="lstm", input_size=CLASSES, hidden_size=128, num_outputs=CLASSES)
+
+
+RECIPES = "long-range-recipes"  # the profile of the full-budget runs at T = 100
+# The delay grid (profile long-range): every cell at T in 50 ... 1000, 300 steps of 64 each
+# (a CPU budget: about 45 minutes for all 80 runs with --jobs 2 on 2 cores)
+GRID = DelayGrid(
+    "copy-memory", "per_step", MODEL, TrainConfig(epochs=3, batch_size=64, lr=0.001, clip=1.0),
+    lambda delay: asdict(CopyConfig(delay=delay, valid_size=500, test_size=2_000)),
+    "accuracy", "accuracy on the recalled symbols", lambda accuracy: accuracy >= 0.99,
+    "accuracy >= 0.99", lambda test: 1 / ALPHABET)
 
 
 def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
@@ -34,20 +46,26 @@ def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
 
 
 def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
-    """The long-range profile (run only by name: it trains for many minutes on a CPU): each
-    cell once; no tuned recipes yet."""
-    if profile != "long-range":
-        return []
-    return [experiment(cell, profile, seeds) for cell in CELLS]
+    """The delay grid (``long-range``) and LSTM, GRU and the plain RNN on the full budget at
+    delay 100 (``long-range-recipes``); both run only by name (minutes to hours on a CPU)."""
+    if profile == GRID_PROFILE:
+        return GRID.experiments(seeds)
+    if profile == RECIPES:
+        return [experiment(cell, profile, seeds) for cell in CELLS]
+    return []
 
 
 def report_section(report: ReportContext) -> None:
-    """The generic section, then each finished run's test loss beside the memoryless one."""
-    report.default_section("copy-memory")
+    """The delay grid's section; then, for the full-budget runs, each finished run's test loss
+    beside the memoryless one."""
+    GRID.report_section(report, "Copy memory")
+    if not report.experiments("copy-memory", RECIPES):
+        return
+    report.doc.heading(2, "Copy memory at delay 100, full budget")
     rows = [(e.label, e.profile, fixed(test["loss"], 4), fixed(test["baseline_loss"], 4),
              pct(100 * test["accuracy"]), pct(100 * test["sequence_accuracy"]),
              e.task_config.get("delay"))
-            for e in report.experiments("copy-memory", None) if e.first()
+            for e in report.experiments("copy-memory", RECIPES) if e.first()
             for test in [e.first().summary["test"]]]
     if rows:
         report.doc.paragraph("Test cross-entropy of each finished run (first seed) beside the "

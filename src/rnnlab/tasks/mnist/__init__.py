@@ -26,7 +26,6 @@ from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord, rows_to_csv
 from rnnlab.core.runs import TaskData
 from rnnlab.core.train import (
-    Batch,
     ClassificationObjective,
     ShuffledBatches,
     TrainConfig,
@@ -36,6 +35,7 @@ from rnnlab.core.train import (
 )
 from rnnlab.tasks.base import Experiment, Prediction, PredictOptions, Task
 from rnnlab.tasks.mnist import study
+from rnnlab.tasks.mnist.augment import training_transform
 from rnnlab.tasks.mnist.data import (
     CLASS_NAMES,
     SIDE,
@@ -45,7 +45,6 @@ from rnnlab.tasks.mnist.data import (
     load_splits,
     load_test_images,
     normalise,
-    shift_images,
     split_sizes,
 )
 
@@ -57,6 +56,7 @@ class MnistTask(Task):
 
     name = "mnist"
     title = "row-by-row MNIST / Fashion-MNIST classification"
+    input_kind = "image"  # the explorer's widget (rnnlab serve)
     Config = MnistConfig
     model_defaults = ModelConfig(cell="lstm", input_size=SIDE, hidden_size=100)
     train_defaults = TrainConfig(epochs=7, batch_size=500, lr=0.01, seed=2111)
@@ -84,15 +84,11 @@ class MnistTask(Task):
     def load_sets(self, seed: int, data_dir: str | None, training: bool = True) -> MnistSplits:
         return load_splits(self.config, seed, data_root_of(data_dir))
 
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
     def training_data(self, sets: MnistSplits, train: TrainConfig) -> TaskData:
-        transform = None
-        if self.config.augment_shift:
-            shift = self.config.augment_shift
-            background = float(normalise(torch.zeros(1, dtype=torch.uint8), self.config.dataset))
-
-            def transform(batch: Batch, generator: torch.Generator) -> Batch:
-                return shift_images(batch, generator, shift, background)
-
+        transform = training_transform(self.config)
         source = ShuffledBatches(sets.train, train.batch_size, train.seed, transform)
         valid = sets.valid.in_order(train.eval_batch_size)
         return TaskData(source, valid, ClassificationObjective())

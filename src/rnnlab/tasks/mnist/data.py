@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ CLASS_NAMES = {
                       "Sneaker", "Bag", "Boot"],
 }
 SIDE = 28  # rows (time steps) and pixels per row
+AUGMENTATIONS = ("none", "robust")  # robust: tasks/mnist/augment.py
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,28 @@ class MnistConfig:
     augment_shift: int = setting(0, "random shift of training images, in pixels")
     limit: int | None = setting(None, "use only the first N training, validation and test "
                                 "images (quick looks; default: all)", kind=int, metavar="N")
+    # last, so positional construction (MnistConfig(dataset, num_valid, shift, limit)) holds
+    augment: str = setting("none", "augmentation of training images: robust = random rotation, "
+                           "scale, translation, stroke thickness and elastic distortion "
+                           "(for drawings and printed digits)", choices=AUGMENTATIONS)
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, tuple(NORMALISATION))
+        check_choice("augment", self.augment, AUGMENTATIONS)
         check(0 <= self.augment_shift <= 8, "augment_shift",
               f"must be in 0..8 pixels, got {self.augment_shift}")
         check(1 <= self.num_valid < 60_000, "num_valid",
               f"must be in 1..59999, got {self.num_valid}")
         check(self.limit is None or self.limit >= 1, "limit", f"must be >= 1, got {self.limit}")
+
+    def to_dict(self) -> dict:
+        """The config as a run records it. ``augment`` is left out while it is "none", so a
+        run recorded before the setting existed still matches the plan that made it (and
+        the reference profile's records stay as they were)."""
+        values = asdict(self)
+        if values["augment"] == "none":
+            del values["augment"]
+        return values
 
 
 def split_sizes(num_valid: int, limit: int | None, total: int = 60_000) -> tuple[int, int]:

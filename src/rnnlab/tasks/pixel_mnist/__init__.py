@@ -55,9 +55,10 @@ class PixelMnistTask(MnistTask):
 
     name = "pixel-mnist"
     title = "pixel-by-pixel MNIST / Fashion-MNIST (sMNIST, psMNIST with permute)"
+    input_kind = None  # one pixel a step: the row-by-row image inspector does not fit
     Config = PixelMnistConfig
     model_defaults = ModelConfig(cell="lstm", input_size=1, hidden_size=128)
-    train_defaults = study.RECIPE
+    train_defaults = study.RECIPES["lstm"]  # the LSTM recipe of the long-range-recipes profile
     train_epilog = ("examples:\n  rnnlab train pixel-mnist --dry-run\n"
                     "  rnnlab train pixel-mnist --permute --permutation-seed 0 --epochs 4")
     flaws = ()  # MNIST's flaws are the exercise's row model's, not this task's

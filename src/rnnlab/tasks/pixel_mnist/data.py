@@ -28,6 +28,7 @@ class PixelMnistConfig(MnistConfig):
     """MNIST's settings (dataset, limit) plus the pixel order."""
 
     augment_shift: int = 0  # not offered: shifts are defined on images, not pixel sequences
+    augment: str = "none"  # not offered either, for the same reason
     permute: bool = setting(False, "read the pixels in a fixed random order (psMNIST)")
     permutation_seed: int = setting(0, "seed of the pixel order (with permute)")
 
@@ -35,6 +36,8 @@ class PixelMnistConfig(MnistConfig):
         super().__post_init__()
         check(self.augment_shift == 0, "augment_shift",
               f"is not offered on pixel sequences, got {self.augment_shift}")
+        check(self.augment == "none", "augment",
+              f"is not offered on pixel sequences, got {self.augment!r}")
         check(isinstance(self.permute, bool), "permute",
               f"must be true or false, got {self.permute!r}")
         seed = self.permutation_seed

@@ -69,6 +69,7 @@ class RecallTask(Task):
 
     name = "recall"
     title = "recall the digit at position K of a digit sequence"
+    input_kind = "digits"  # the explorer's widget (rnnlab serve)
     Config = RecallConfig
     model_defaults = ModelConfig(cell="lstm", input_size=DIGITS, hidden_size=10,
                                  num_outputs=DIGITS)

@@ -1,0 +1,110 @@
+"""The delay grid of the ``long-range`` profile: every registered cell on a long-memory task
+at each delay T in :data:`DELAYS`, all on one CPU budget, and the report's table and figures
+of which cells solve which delays, with the gradient reaching back through T steps.
+
+A long-memory task (adding-problem, copy-memory) describes its grid once (a
+:class:`DelayGrid`); the experiments and the report section come from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+from rnnlab.core import plots
+from rnnlab.core.cells import cell_names
+from rnnlab.core.document import MISSING
+from rnnlab.core.models import ModelConfig
+from rnnlab.core.train import TrainConfig
+from rnnlab.tasks.base import Experiment, ReportContext
+
+PROFILE = "long-range"
+DELAYS = (50, 100, 200, 500, 1000)
+GRADIENT_DELAY = 200  # the delay whose gradient curves the report draws
+
+
+@dataclass(frozen=True)
+class DelayGrid:
+    task: str
+    model_kind: str
+    model: ModelConfig  # the task's shape; the cell is replaced by each registered cell
+    train: TrainConfig  # the budget, the same for every cell and delay
+    task_config: Callable[[int], dict]  # delay T -> the task's config
+    metric: str  # the key of summary["test"] the table shows, e.g. "mse"
+    metric_label: str  # how the table names it
+    solved: Callable[[float], bool]  # the metric's value -> solved?
+    solved_rule: str  # "MSE < 0.01"
+    baseline: Callable[[dict], float]  # summary["test"] -> the memoryless baseline's value
+
+    def budget(self, train: dict | None = None, task_config: dict | None = None) -> str:
+        """The budget of every run, in words: the grid's, or that of runs' ``train`` and
+        ``task_config`` as recorded (a --quick run has a smaller one)."""
+        train = train or asdict(self.train)
+        sequences = train["epochs"] * (task_config or self.task_config(DELAYS[0]))["train_size"]
+        return (f"{sequences // train['batch_size']:,} steps of {train['batch_size']} fresh "
+                f"sequences, Adam lr {train['lr']}, clip {train['clip']}, hidden "
+                f"{self.model.hidden_size}")
+
+    def experiment(self, cell: str, delay: int, seed: int) -> Experiment:
+        note = f"delay T = {delay}; {self.budget()}: the same budget for every cell and delay"
+        return Experiment(self.task, f"{cell}-T{delay}", f"{cell.upper()} T={delay}", PROFILE,
+                          self.model_kind, replace(self.model, cell=cell),
+                          replace(self.train, seed=seed), self.task_config(delay), None, note,
+                          (seed,))
+
+    def experiments(self, seeds: tuple[int, ...]) -> list[Experiment]:
+        """Every registered cell at every delay (first seed: one run each)."""
+        return [self.experiment(cell, delay, seeds[0]) for cell in cell_names() for delay in DELAYS]
+
+    def value(self, report: ReportContext, cell: str, delay: int) -> float | None:
+        found = report.find(PROFILE, self.task, f"{cell}-T{delay}")
+        run = found.first() if found else None
+        return None if run is None else run.summary["test"][self.metric]
+
+    def report_section(self, report: ReportContext, title: str) -> None:
+        """The table of which cells solve which delays, the metric against T, and the
+        gradient by step at T = GRADIENT_DELAY for each cell."""
+        found = report.experiments(self.task, PROFILE)
+        if not found:
+            return
+        cells = list(dict.fromkeys(e.model.get("cell", "?") for e in found))
+        report.doc.heading(2, f"{title}: which cells remember across which delays")
+        report.doc.paragraph(
+            f"Each cell trained once per delay T on the same budget "
+            f"({self.budget(found[0].train, found[0].task_config)}). "
+            f"Test {self.metric_label}; **bold** where solved ({self.solved_rule}); "
+            "a dash where the run has not finished.")
+        report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
+                         [[cell.upper(), *[self.cell_text(report, cell, t) for t in DELAYS]]
+                          for cell in cells], right=range(1, len(DELAYS) + 1))
+        baselines = [self.baseline(e.first().summary["test"]) for e in found if e.first()]
+        if baselines:
+            low, high = min(baselines), max(baselines)
+            span = f"{low:.4f}" if high - low < 5e-5 else f"{low:.4f} to {high:.4f} over these T"
+            report.doc.paragraph(f"The memoryless baseline's {self.metric_label}: {span}.")
+        self.figures(report, cells, title)
+
+    def cell_text(self, report: ReportContext, cell: str, delay: int) -> str:
+        value = self.value(report, cell, delay)
+        if value is None:
+            return MISSING
+        return f"**{value:.4f}**" if self.solved(value) else f"{value:.4f}"
+
+    def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
+        lines = []
+        for cell in cells:
+            points = [(t, v) for t in DELAYS if (v := self.value(report, cell, t)) is not None]
+            if points:
+                lines.append((cell.upper(), [t for t, _ in points], [v for _, v in points]))
+        report.figure(f"{self.task}_by_delay.png", lambda path: plots.draw_lines(
+            lines, path, xlabel="delay T", ylabel=f"test {self.metric_label}", log_x=True,
+            title=f"{title}: test {self.metric_label} by delay ({self.solved_rule} is solved)")
+            if lines else None, f"Test {self.metric_label} of each cell against the delay T.")
+        runs = [(cell.upper(), e.first().record) for cell in cells
+                for e in [report.find(PROFILE, self.task, f"{cell}-T{GRADIENT_DELAY}")]
+                if e is not None and e.first()]
+        report.figure(f"{self.task}_gradients.png", lambda path: plots.draw_gradient_norms(
+            runs, path, f"{title}, T = {GRADIENT_DELAY}: how far back the loss reaches"),
+            f"The norm of dLoss/dh_t against the step t at T = {GRADIENT_DELAY} (log scale), "
+            "at initialisation and after training, one line per cell: where a line falls to "
+            "the left, the gradient from the answer no longer reaches the early steps.")
