@@ -386,7 +386,7 @@ def test_a_run_that_is_not_a_digit_model(trained_run, tmp_path):
     run, _, _ = trained_run
     config = json.loads((run / "config.json").read_text())
     other = RunRecord.create(tmp_path / "recall-run", {**config, "task": "recall"})
-    with pytest.raises(UserError, match=r"recall does not know: augment_shift"):
+    with pytest.raises(UserError, match=r"recall does not know: (augment, )?augment_shift"):
         predict_images(other, ["digit.png"], predict_args())
     per_step = RunRecord.create(tmp_path / "per-step", config)
     payload = torch.load(run / "checkpoints" / "best.pt", weights_only=True)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from rnnlab.core.cells import CELLS
-from rnnlab.core.errors import UserError
+from rnnlab.core.errors import ConfigError, UserError
 from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, build_model
 
 
@@ -103,3 +103,24 @@ def test_last_step_readout_reproduces_the_reference_flaw():
     assert torch.allclose(model(x), model.head(out[:, -1]))
     with pytest.raises(UserError, match="h_n"):
         ModelConfig(readout="mean")
+
+
+def test_forget_bias_opens_the_lstm_forget_gate_and_nothing_else():
+    torch.manual_seed(0)
+    plain = build_model("classifier", ModelConfig(cell="lstm", input_size=3, hidden_size=4,
+                                                  num_layers=2))
+    torch.manual_seed(0)
+    opened = build_model("classifier", ModelConfig(cell="lstm", input_size=3, hidden_size=4,
+                                                   num_layers=2, forget_bias=1.0))
+    forget = slice(4, 8)  # gates in weight-row order: input, forget, cell, output
+    for name, value in opened.state_dict().items():
+        before = plain.state_dict()[name]
+        if name.startswith("rnn.bias_"):
+            assert torch.equal(value[forget], torch.full((4,), 1.0 if "_ih_" in name else 0.0))
+            keep = torch.ones(16, dtype=torch.bool)
+            keep[forget] = False
+            assert torch.equal(value[keep], before[keep])
+        else:
+            assert torch.equal(value, before), name
+    with pytest.raises(ConfigError, match="forget_bias"):
+        ModelConfig(cell="gru", forget_bias=1.0)

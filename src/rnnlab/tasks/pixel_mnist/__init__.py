@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from rnnlab.core.errors import InputError
 from rnnlab.core.fileio import atomic_write_json
-from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
 from rnnlab.tasks.base import Experiment, Prediction, PredictOptions
 from rnnlab.tasks.mnist import MnistTask
@@ -57,7 +56,7 @@ class PixelMnistTask(MnistTask):
     title = "pixel-by-pixel MNIST / Fashion-MNIST (sMNIST, psMNIST with permute)"
     input_kind = None  # one pixel a step: the row-by-row image inspector does not fit
     Config = PixelMnistConfig
-    model_defaults = ModelConfig(cell="lstm", input_size=1, hidden_size=128)
+    model_defaults = study.MODELS["lstm"]  # the LSTM recipe of the long-range-recipes profile
     train_defaults = study.RECIPES["lstm"]  # the LSTM recipe of the long-range-recipes profile
     train_epilog = ("examples:\n  rnnlab train pixel-mnist --dry-run\n"
                     "  rnnlab train pixel-mnist --permute --permutation-seed 0 --epochs 4")
