@@ -42,6 +42,7 @@ from rnnlab.core.document import (
 from rnnlab.core.errors import UserError
 from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.records import RunRecord
+from rnnlab.study.experiments import PROFILES
 from rnnlab.tasks.base import Flaw, Task
 from rnnlab.tasks.registry import REGISTRY
 
@@ -361,8 +362,10 @@ def write_header(report: Report) -> None:
     experiments, runs = report.results.experiments, report.results.runs
     finished = sum(r.done for r in runs)
     profiles = sorted({e.profile for e in experiments})
-    report.doc.heading(1, PROSE.say("title"))
-    report.doc.paragraph(PROSE.say("intro", profiles=profiles, finished=finished, runs=len(runs)))
+    exercise = bool(set(profiles) & set(PROFILES)) or not profiles  # else: long-range only
+    report.doc.heading(1, PROSE.say("title", exercise=exercise))
+    report.doc.paragraph(PROSE.say("intro", profiles=profiles, finished=finished, runs=len(runs),
+                                   exercise=exercise))
     if any(e.quick for e in experiments):
         report.doc.paragraph(PROSE.say("quick"))
     if finished < len(runs):

@@ -72,7 +72,7 @@ class DelayGrid:
         report.doc.paragraph(
             f"Each cell trained once per delay T on the same budget "
             f"({self.budget(found[0].train, found[0].task_config)}). "
-            f"Test {self.metric_label}; **bold** where solved ({self.solved_rule}); "
+            f"Test {self.metric_label}; a check mark where solved ({self.solved_rule}); "
             "a dash where the run has not finished.")
         report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
                          [[cell.upper(), *[self.cell_text(report, cell, t) for t in DELAYS]]
@@ -88,7 +88,7 @@ class DelayGrid:
         value = self.value(report, cell, delay)
         if value is None:
             return MISSING
-        return f"**{value:.4f}**" if self.solved(value) else f"{value:.4f}"
+        return f"{value:.4f} ✓" if self.solved(value) else f"{value:.4f}"
 
     def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
         lines = []
