@@ -26,10 +26,11 @@ PUBLISHED_BUDGET = "GPU budgets far larger than this CPU one (see the papers)"
 # The recipes, each within the issue's budget of two hours of training on 2 cores; the
 # cells' per-step costs at T = 784 (docs/benchmarks.md): LSTM(128) about 0.2 ms a step on
 # 2 threads once freed memory is kept (core/memory.py), a 50,000-image epoch in under 2
-# minutes, so 20 epochs; its forget gate starts open (bias 1). NOT YET VERIFIED: the one
-# sMNIST run tried (seed 2111, on a loaded machine) left chance only briefly, 19% valid
-# after epoch 1 and 10% after epoch 4, and was stopped; with the bias at 0 it sat at 11.6%
-# for 2 epochs. LEM(128), the new cell with the best published sMNIST number from one
+# minutes, so 20 epochs; its forget gate starts open (bias 1). THIS RECIPE FAILS: on a
+# quiet 2-core AMD EPYC (seed 2111, 66 s an epoch) it stayed at 19-20% validation accuracy
+# for 9 epochs; with the bias at 0 it sat at 11.6% for 2. The next
+# things to try: a lower learning rate with warm-up, RMSprop, a larger batch. LEM(128),
+# the new cell with the best published sMNIST number from one
 # layer, about 1.3 ms a step (its own step loop), so 12 epochs, at its authors' psMNIST
 # learning rate (not run). Adam with a cosine decay and clipping.
 RECIPES = {
