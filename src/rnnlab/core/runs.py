@@ -153,10 +153,10 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
                 ranks=ranks)
     if not ranks.main:
         return {}
-    summary = summarise(model, record, state, test, started, environment(device, ranks),
-                        backend_record(model, plan.train.backend))
-    record_gradients(record, "trained", model, data)  # the best weights, as tested
-    return summary
+    # the best weights, as tested; recorded before summary.json, which marks the run done
+    return summarise(model, record, state, test, started, environment(device, ranks),
+                     backend_record(model, plan.train.backend),
+                     before_done=lambda best: record_gradients(record, "trained", best, data))
 
 
 GRADIENTS_FILE = "gradients.json"
@@ -177,10 +177,13 @@ def record_gradients(record: RunRecord, when: str, model: nn.Module, data: TaskD
 
 def summarise(model: nn.Module, record: RunRecord, state: FitState,
               test: Callable[[nn.Module, RunRecord], dict], started: float,
-              environment: dict, backend: dict | None = None) -> dict:
+              environment: dict, backend: dict | None = None,
+              before_done: Callable[[nn.Module], None] | None = None) -> dict:
     """Test the last and the best weights and write summary.json (``started``: the run's
     perf_counter start, for its wall time with testing; ``backend``: which training path
-    the recurrent layer took and why, :func:`rnnlab.core.backends.backend_record`)."""
+    the recurrent layer took and why, :func:`rnnlab.core.backends.backend_record`).
+    ``before_done(model)`` sees the best weights before summary.json is written: a kill
+    before then leaves a run a resume finishes, not a finished run with a half-written file."""
     last_test = test(model, record) if state.best_epoch != state.epoch else None
     model.load_state_dict(record.load_checkpoint("best")["state_dict"])
     summary = {"test": test(model, record), "best_epoch": state.best_epoch,
@@ -191,6 +194,8 @@ def summarise(model: nn.Module, record: RunRecord, state: FitState,
     if backend is not None:
         summary["backend"] = backend
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]
+    if before_done is not None:
+        before_done(model)
     record.write_summary(summary)
     return summary
 
