@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
+from rnnlab.core.autotune import cpu_model
 from rnnlab.tasks.mnist.data import load_test_images
 
 CANVAS = 280  # the page's drawing canvas, in pixels
@@ -108,13 +109,6 @@ def client(url: str, path: str, bodies: list[tuple[bytes, str]], jobs: list[int]
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

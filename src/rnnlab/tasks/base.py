@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Protocol
 
 from torch import nn
@@ -205,6 +206,10 @@ class Task(ABC):
     # by row), "digits" (a typed digit sequence), "bits" (two numbers added bit by bit);
     # None: the explorer lists the task's runs but does not inspect them
     input_kind: ClassVar[str | None] = None
+    # The task's study module, if any: ``experiments(profile, seeds, ablations)`` and
+    # ``report_section(report)`` for ``rnnlab reproduce``, and ``draw_run_figures(record)``
+    # where a run's figures need only its record (the defaults below call them).
+    study: ClassVar[ModuleType | None] = None
 
     def __init__(self, config: Any = None):
         self.config = self.Config() if config is None else config
@@ -281,9 +286,11 @@ class Task(ABC):
                 f"best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f}s training")
 
     # -- figures ---------------------------------------------------------------------
-    @abstractmethod
     def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
-        """One finished run's figures, drawn from its record only."""
+        """One finished run's figures, drawn from its record only (default: the study
+        module's ``draw_run_figures(record)``, none without one)."""
+        draw = getattr(self.study, "draw_run_figures", None)
+        return draw(record) if draw is not None else []
 
     def draw_comparison(self, records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
         """Figures comparing several runs of one command (a hidden sweep); default none."""
@@ -292,8 +299,8 @@ class Task(ABC):
     # -- the reproduction and the report ---------------------------------------------
     @classmethod
     def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        """The task's experiments of ``profile`` ("reference" or "tuned"); default none."""
-        return []
+        """The task's experiments of ``profile`` (its study module's; none without one)."""
+        return cls.study.experiments(profile, seeds, ablations) if cls.study is not None else []
 
     @classmethod
     def headline(cls, summary: dict) -> tuple[str, float]:
@@ -302,9 +309,12 @@ class Task(ABC):
 
     @classmethod
     def report_section(cls, report: ReportContext) -> None:
-        """Write the task's section of the report (default: the report's generic section,
-        a table of its experiments and their validation curves)."""
-        report.default_section(cls.name)
+        """Write the task's section of the report: its study module's, or without one the
+        report's generic section (a table of its experiments and their validation curves)."""
+        if cls.study is not None:
+            cls.study.report_section(report)
+        else:
+            report.default_section(cls.name)
 
     # The progress estimate of ``reproduce`` scales recorded epoch times by the work of an
     # epoch: the sequences it reads times their mean length (default: unknown, one unit).

@@ -19,8 +19,42 @@ from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 
 PROFILE = "long-range"
+RECIPES = "long-range-recipes"  # the profile of each task's full-budget runs at one delay
+RECIPE_CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
 DELAYS = (50, 100, 200, 500, 1000)
 GRADIENT_DELAY = 200  # the delay whose gradient curves the report draws
+
+
+@dataclass(frozen=True)
+class FullBudget:
+    """One long-memory task's full-budget recipe (profile ``long-range-recipes``): LSTM, GRU
+    and the plain RNN at one delay, each on the same budget."""
+
+    task: str
+    model_kind: str
+    model: ModelConfig  # the task's shape; the cell is replaced by each of RECIPE_CELLS
+    train: TrainConfig
+    task_config: dict
+    note: str
+
+    def experiments(self, seeds: tuple[int, ...]) -> list[Experiment]:
+        return [Experiment(self.task, cell, f"{label} hidden {self.model.hidden_size}", RECIPES,
+                           self.model_kind, replace(self.model, cell=cell),
+                           replace(self.train, seed=seeds[0]), self.task_config, None,
+                           self.note, seeds[:1])
+                for cell, label in RECIPE_CELLS.items()]
+
+
+def long_range_experiments(profile: str, seeds: tuple[int, ...], grid: DelayGrid,
+                           recipe: FullBudget) -> list[Experiment]:
+    """A long-memory task's experiments: the delay grid (``long-range``), its full-budget
+    recipe (``long-range-recipes``), none otherwise; both run only by name (minutes to hours
+    on a CPU)."""
+    if profile == PROFILE:
+        return grid.experiments(seeds)
+    if profile == RECIPES:
+        return recipe.experiments(seeds)
+    return []
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import TaskData
 from rnnlab.core.seeding import stream_generator
 from rnnlab.core.train import TrainConfig, evaluate_outputs, metrics_of
-from rnnlab.tasks.adding_problem import study
+from rnnlab.tasks.adding_problem import study as study_module
 from rnnlab.tasks.adding_problem.data import (
     FEATURES,
     SEEDS,
@@ -46,10 +46,8 @@ from rnnlab.tasks.adding_problem.data import (
     make_splits,
 )
 from rnnlab.tasks.base import (
-    Experiment,
     Prediction,
     PredictOptions,
-    ReportContext,
     Task,
 )
 
@@ -69,6 +67,7 @@ class AddingProblemTask(Task):
 
     name = "adding-problem"
     title = "the adding problem: the sum of two marked values of a long sequence"
+    study = study_module  # experiments, report section, run figures
     Config = AddingConfig
     model_defaults = ModelConfig(cell="lstm", input_size=FEATURES, hidden_size=128,
                                  num_outputs=1)
@@ -146,18 +145,6 @@ class AddingProblemTask(Task):
                 f"T={self.config.length} (always 1.0: {test['baseline_mse']:.4f}), "
                 f"{100 * test['accuracy']:.2f}% within 0.2; best epoch {summary['best_epoch']}, "
                 f"{summary['train_seconds']:.1f}s training")
-
-    # -- figures and study -----------------------------------------------------------
-    def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
-        return study.draw_run_figures(record)
-
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds)
-
-    @classmethod
-    def report_section(cls, report: ReportContext) -> None:
-        study.report_section(report)
 
     @classmethod
     def headline(cls, summary: dict) -> tuple[str, float]:

@@ -14,10 +14,8 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.adding_problem.data import CLOSE, FEATURES, AddingConfig
 from rnnlab.tasks.base import Experiment, ReportContext
-from rnnlab.tasks.delays import PROFILE as GRID_PROFILE
-from rnnlab.tasks.delays import DelayGrid
+from rnnlab.tasks.delays import RECIPES, DelayGrid, FullBudget, long_range_experiments
 
-CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
 TASK = AddingConfig(length=200)
 # Fresh data, Adam with clipping, the same budget (TRAIN.epochs * TASK.train_size sequences,
 # 4,000 steps of 64) for every cell. At lr 0.001 the LSTM sat at the baseline for about 5,700
@@ -25,8 +23,6 @@ TASK = AddingConfig(length=200)
 TRAIN = TrainConfig(epochs=40, batch_size=64, lr=0.003, clip=1.0, seed=2111)
 MODEL = ModelConfig(cell="lstm", input_size=FEATURES, hidden_size=128, num_outputs=1)
 
-
-RECIPES = "long-range-recipes"  # the profile of the full-budget runs at T = 200
 # The delay grid (profile long-range): every cell at T in 50 ... 1000, 300 steps of 64 each
 # (a CPU budget: about 45 minutes for all 80 runs with --jobs 2 on 2 cores)
 GRID = DelayGrid(
@@ -35,24 +31,18 @@ GRID = DelayGrid(
     "mse", "MSE", lambda mse: mse < 0.01, "MSE < 0.01", lambda test: test["baseline_mse"])
 
 
-def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
-    note = (f"T = {TASK.length}, fresh data: {TASK.train_size} sequences per epoch, batch "
-            f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, {TRAIN.epochs} "
-            f"epochs; {TASK.test_size} test sequences")
-    return Experiment("adding-problem", cell, f"{CELLS[cell]} hidden {MODEL.hidden_size}",
-                      profile, "classifier", ModelConfig(**{**asdict(MODEL), "cell": cell}),
-                      TrainConfig(**{**asdict(TRAIN), "seed": seeds[0]}), asdict(TASK),
-                      None, note, seeds[:1])
+# The full-budget runs (profile long-range-recipes) at T = 200
+FULL = FullBudget(
+    "adding-problem", "classifier", MODEL, TRAIN, asdict(TASK),
+    f"T = {TASK.length}, fresh data: {TASK.train_size} sequences per epoch, batch "
+    f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, {TRAIN.epochs} epochs; "
+    f"{TASK.test_size} test sequences")
 
 
-def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
-    """The delay grid (``long-range``) and LSTM, GRU and the plain RNN on the full budget at
-    T = 200 (``long-range-recipes``); both run only by name (minutes to hours on a CPU)."""
-    if profile == GRID_PROFILE:
-        return GRID.experiments(seeds)
-    if profile == RECIPES:
-        return [experiment(cell, profile, seeds) for cell in CELLS]
-    return []
+def experiments(profile: str, seeds: tuple[int, ...],
+                ablations: bool = False) -> list[Experiment]:
+    """The delay grid (``long-range``) and the full-budget runs (``long-range-recipes``)."""
+    return long_range_experiments(profile, seeds, GRID, FULL)
 
 
 def report_section(report: ReportContext) -> None:

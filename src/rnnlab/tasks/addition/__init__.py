@@ -36,7 +36,7 @@ from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import TaskData, load_model
 from rnnlab.core.train import Batch, ShuffledBatches, TrainConfig
-from rnnlab.tasks.addition import study
+from rnnlab.tasks.addition import study as study_module
 from rnnlab.tasks.addition.data import (
     TEST_BY_EPOCH,
     AdditionConfig,
@@ -52,7 +52,7 @@ from rnnlab.tasks.addition.data import (
     score,
     score_by_length,
 )
-from rnnlab.tasks.base import Experiment, Prediction, PredictOptions, Task
+from rnnlab.tasks.base import Prediction, PredictOptions, Task
 
 SMALL = {"train_size": 64, "test_pairs": 20, "eval_pairs": 10}  # --dry-run, --quick: seconds
 
@@ -62,13 +62,14 @@ class AdditionTask(Task):
 
     name = "addition"
     title = "binary addition, one sum bit per step"
+    study = study_module  # experiments, report section, run figures
     input_kind = "bits"  # the explorer's widget (rnnlab serve)
     Config = AdditionConfig
     model_kind = "per_step"
     model_defaults = ModelConfig(cell="lstm", input_size=2, hidden_size=5, num_outputs=1)
     train_defaults = TrainConfig(epochs=5, batch_size=1, lr=0.01, seed=2111)
     input_help = "two binary numbers, most significant bit first (1011 0110), or two ints"
-    flaws = study.FLAWS
+    flaws = study_module.FLAWS
 
     def model_shape(self) -> tuple[int, int]:
         return 2, 1
@@ -143,21 +144,10 @@ class AdditionTask(Task):
             return
         yield sum_prediction(add_with_model(model, first, second))
 
-    # -- figures and study -----------------------------------------------------------
-    def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
-        return study.draw_run_figures(record)
-
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds, ablations)
-
     @classmethod
     def headline(cls, summary: dict) -> tuple[str, float]:
-        return study.headline(summary)
+        return study_module.headline(summary)
 
-    @classmethod
-    def report_section(cls, report) -> None:
-        study.report_section(report)
 
     def epoch_line(self, row: dict) -> str:
         return (f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f} "

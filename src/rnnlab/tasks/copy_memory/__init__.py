@@ -31,13 +31,11 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.runs import TaskData
 from rnnlab.core.train import TrainConfig, metrics_of
 from rnnlab.tasks.base import (
-    Experiment,
     Prediction,
     PredictOptions,
-    ReportContext,
     Task,
 )
-from rnnlab.tasks.copy_memory import study
+from rnnlab.tasks.copy_memory import study as study_module
 from rnnlab.tasks.copy_memory.data import (
     ALPHABET,
     CLASSES,
@@ -67,6 +65,7 @@ class CopyMemoryTask(Task):
 
     name = "copy-memory"
     title = "copy memory: reproduce 10 symbols after a delay of T steps"
+    study = study_module  # experiments, report section, run figures
     Config = CopyConfig
     model_kind = "per_step"
     model_defaults = ModelConfig(cell="lstm", input_size=CLASSES, hidden_size=128,
@@ -133,18 +132,6 @@ class CopyMemoryTask(Task):
                 f"{100 * test['accuracy']:.2f}% right, whole sequences "
                 f"{100 * test['sequence_accuracy']:.2f}%; best epoch {summary['best_epoch']}, "
                 f"{summary['train_seconds']:.1f}s training")
-
-    # -- figures and study -----------------------------------------------------------
-    def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
-        return study.draw_run_figures(record)
-
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds)
-
-    @classmethod
-    def report_section(cls, report: ReportContext) -> None:
-        study.report_section(report)
 
     @classmethod
     def headline(cls, summary: dict) -> tuple[str, float]:

@@ -14,18 +14,14 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 from rnnlab.tasks.copy_memory.data import ALPHABET, CLASSES, CopyConfig
-from rnnlab.tasks.delays import PROFILE as GRID_PROFILE
-from rnnlab.tasks.delays import DelayGrid
+from rnnlab.tasks.delays import RECIPES, DelayGrid, FullBudget, long_range_experiments
 
-CELLS = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
 TASK = CopyConfig(delay=100)
 # Fresh data, Adam with clipping, the same budget (TRAIN.epochs * TASK.train_size sequences,
 # 3,000 steps of 64) for every cell
 TRAIN = TrainConfig(epochs=30, batch_size=64, lr=0.001, clip=1.0, seed=2111)
 MODEL = ModelConfig(cell="lstm", input_size=CLASSES, hidden_size=128, num_outputs=CLASSES)
 
-
-RECIPES = "long-range-recipes"  # the profile of the full-budget runs at T = 100
 # The delay grid (profile long-range): every cell at T in 50 ... 1000, 300 steps of 64 each
 # (a CPU budget: about 45 minutes for all 80 runs with --jobs 2 on 2 cores)
 GRID = DelayGrid(
@@ -35,24 +31,18 @@ GRID = DelayGrid(
     "accuracy >= 0.99", lambda test: 1 / ALPHABET)
 
 
-def experiment(cell: str, profile: str, seeds: tuple[int, ...]) -> Experiment:
-    note = (f"delay T = {TASK.delay}, fresh data: {TASK.train_size} sequences per epoch, batch "
-            f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, {TRAIN.epochs} "
-            f"epochs; {TASK.test_size} test sequences")
-    return Experiment("copy-memory", cell, f"{CELLS[cell]} hidden {MODEL.hidden_size}",
-                      profile, "per_step", ModelConfig(**{**asdict(MODEL), "cell": cell}),
-                      TrainConfig(**{**asdict(TRAIN), "seed": seeds[0]}), asdict(TASK),
-                      None, note, seeds[:1])
+# The full-budget runs (profile long-range-recipes) at T = 100
+FULL = FullBudget(
+    "copy-memory", "per_step", MODEL, TRAIN, asdict(TASK),
+    f"delay T = {TASK.delay}, fresh data: {TASK.train_size} sequences per epoch, batch "
+    f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, {TRAIN.epochs} epochs; "
+    f"{TASK.test_size} test sequences")
 
 
-def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
-    """The delay grid (``long-range``) and LSTM, GRU and the plain RNN on the full budget at
-    delay 100 (``long-range-recipes``); both run only by name (minutes to hours on a CPU)."""
-    if profile == GRID_PROFILE:
-        return GRID.experiments(seeds)
-    if profile == RECIPES:
-        return [experiment(cell, profile, seeds) for cell in CELLS]
-    return []
+def experiments(profile: str, seeds: tuple[int, ...],
+                ablations: bool = False) -> list[Experiment]:
+    """The delay grid (``long-range``) and the full-budget runs (``long-range-recipes``)."""
+    return long_range_experiments(profile, seeds, GRID, FULL)
 
 
 def report_section(report: ReportContext) -> None:

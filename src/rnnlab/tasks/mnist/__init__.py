@@ -33,8 +33,8 @@ from rnnlab.core.train import (
     evaluate_outputs,
     metrics_of,
 )
-from rnnlab.tasks.base import Experiment, Prediction, PredictOptions, Task
-from rnnlab.tasks.mnist import study
+from rnnlab.tasks.base import Prediction, PredictOptions, Task
+from rnnlab.tasks.mnist import study as study_module
 from rnnlab.tasks.mnist.augment import training_transform
 from rnnlab.tasks.mnist.data import (
     CLASS_NAMES,
@@ -56,13 +56,14 @@ class MnistTask(Task):
 
     name = "mnist"
     title = "row-by-row MNIST / Fashion-MNIST classification"
+    study = study_module  # experiments, report section, run figures
     input_kind = "image"  # the explorer's widget (rnnlab serve)
     Config = MnistConfig
     model_defaults = ModelConfig(cell="lstm", input_size=SIDE, hidden_size=100)
     train_defaults = TrainConfig(epochs=7, batch_size=500, lr=0.01, seed=2111)
     uses_data_dir = True
     input_help = "image files, folders or globs (PNG, JPEG, BMP, GIF, TIFF), or arrays and images"
-    flaws = study.FLAWS
+    flaws = study_module.FLAWS
 
     @property
     def class_names(self) -> list[str]:
@@ -153,14 +154,6 @@ class MnistTask(Task):
     # -- figures and study -----------------------------------------------------------
     def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
         return draw_run_figures(record, self.class_names, self.config.dataset, data_dir)
-
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds, ablations)
-
-    @classmethod
-    def report_section(cls, report) -> None:
-        study.report_section(report)
 
 
 # -- prediction helpers ---------------------------------------------------------------

@@ -20,10 +20,10 @@ from torch import Tensor, nn
 from rnnlab.core.errors import InputError
 from rnnlab.core.fileio import atomic_write_json
 from rnnlab.core.records import RunRecord
-from rnnlab.tasks.base import Experiment, Prediction, PredictOptions
+from rnnlab.tasks.base import Prediction, PredictOptions
 from rnnlab.tasks.mnist import MnistTask
 from rnnlab.tasks.mnist.data import MnistSplits, data_root_of, load_splits
-from rnnlab.tasks.pixel_mnist import study
+from rnnlab.tasks.pixel_mnist import study as study_module
 from rnnlab.tasks.pixel_mnist.data import (
     STEPS,
     PixelMnistConfig,
@@ -54,10 +54,12 @@ class PixelMnistTask(MnistTask):
 
     name = "pixel-mnist"
     title = "pixel-by-pixel MNIST / Fashion-MNIST (sMNIST, psMNIST with permute)"
+    study = study_module  # experiments, report section, run figures
     input_kind = None  # one pixel a step: the row-by-row image inspector does not fit
     Config = PixelMnistConfig
-    model_defaults = study.MODELS["lstm"]  # the LSTM recipe of the long-range-recipes profile
-    train_defaults = study.RECIPES["lstm"]  # the LSTM recipe of the long-range-recipes profile
+    # the LSTM recipe of the long-range-recipes profile
+    model_defaults = study_module.MODELS["lstm"]
+    train_defaults = study_module.RECIPES["lstm"]
     train_epilog = ("examples:\n  rnnlab train pixel-mnist --dry-run\n"
                     "  rnnlab train pixel-mnist --permute --permutation-seed 0 --epochs 4")
     flaws = ()  # MNIST's flaws are the exercise's row model's, not this task's
@@ -107,10 +109,4 @@ class PixelMnistTask(MnistTask):
         return super().predict(PixelReader(model, self.order()), inputs, options)
 
     # -- study ---------------------------------------------------------------------
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds)
 
-    @classmethod
-    def report_section(cls, report) -> None:
-        study.report_section(report)

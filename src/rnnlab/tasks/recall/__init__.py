@@ -37,8 +37,8 @@ from rnnlab.core.train import (
     evaluate_outputs,
     metrics_of,
 )
-from rnnlab.tasks.base import Experiment, Prediction, PredictOptions, Task
-from rnnlab.tasks.recall import study
+from rnnlab.tasks.base import Prediction, PredictOptions, Task
+from rnnlab.tasks.recall import study as study_module
 from rnnlab.tasks.recall.data import (
     DIGITS,
     SIZE_NAMES,
@@ -69,15 +69,16 @@ class RecallTask(Task):
 
     name = "recall"
     title = "recall the digit at position K of a digit sequence"
+    study = study_module  # experiments, report section, run figures
     input_kind = "digits"  # the explorer's widget (rnnlab serve)
     Config = RecallConfig
     model_defaults = ModelConfig(cell="lstm", input_size=DIGITS, hidden_size=10,
                                  num_outputs=DIGITS)
     train_defaults = TrainConfig(epochs=10, batch_size=1, lr=0.002, seed=2111)
-    hidden_sweep = study.HIDDEN
+    hidden_sweep = study_module.HIDDEN
     input_help = "the digits of one sequence (3 1 4 1 5, or a list of ints)"
     train_epilog = TRAIN_EPILOG
-    flaws = study.FLAWS
+    flaws = study_module.FLAWS
 
     def model_shape(self) -> tuple[int, int]:
         return DIGITS, DIGITS
@@ -147,19 +148,8 @@ class RecallTask(Task):
                 f"{summary['train_seconds']:.1f}s training")
 
     # -- figures and study -----------------------------------------------------------
-    def draw_figures(self, record: RunRecord, data_dir: str | None) -> list[Path]:
-        return study.draw_run_figures(record)
-
     def draw_comparison(self, records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
-        return study.draw_sweep_figures(records, out_dir)
-
-    @classmethod
-    def experiments(cls, profile: str, seeds: tuple[int, ...], ablations: bool) -> list[Experiment]:
-        return study.experiments(profile, seeds)
-
-    @classmethod
-    def report_section(cls, report) -> None:
-        study.report_section(report)
+        return study_module.draw_sweep_figures(records, out_dir)
 
 
 # -- testing -----------------------------------------------------------------------

@@ -58,7 +58,8 @@ def experiment(hidden: int, profile: str, seeds: tuple[int, ...]) -> Experiment:
                       REFERENCE.get(hidden), note, seeds, target=target)
 
 
-def experiments(profile: str, seeds: tuple[int, ...]) -> list[Experiment]:
+def experiments(profile: str, seeds: tuple[int, ...],
+                ablations: bool = False) -> list[Experiment]:
     if profile not in ("reference", "tuned"):
         return []  # the exercise's task has no other profile
     return [experiment(hidden, profile, seeds) for hidden in HIDDEN]

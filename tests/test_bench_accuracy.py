@@ -1,0 +1,31 @@
+"""The time-to-accuracy benchmark's arithmetic (bench/accuracy.py), without training."""
+
+from bench import accuracy
+
+
+def fake_run(precision: str, seed: int, reached_at: float | None, final: float) -> dict:
+    reached = None if reached_at is None else {"epoch": 3, "train_seconds": reached_at}
+    return {"backend": "auto", "resolved": "stock", "precision": precision, "seed": seed,
+            "epochs": 4, "rows": [{"train_seconds": 50.0}], "final_test_accuracy": final,
+            "reached_target": reached}
+
+
+def test_the_mean_time_counts_only_the_seeds_that_reached_the_target():
+    runs = [fake_run("fp32", 1, 30.0, 0.991), fake_run("fp32", 2, 40.0, 0.992),
+            fake_run("fp32", 3, None, 0.989), fake_run("bf16", 1, None, 0.98)]
+    fp32, bf16 = accuracy.summarise(runs)
+    assert (fp32["precision"], fp32["seeds"], fp32["reached"]) == ("fp32", 3, 2)
+    assert fp32["mean_seconds_to_target"] == 35.0
+    assert abs(fp32["mean_final_test_accuracy"] - 0.990667) < 1e-6
+    assert (bf16["reached"], bf16["mean_seconds_to_target"]) == (0, None)
+
+
+def test_the_markdown_names_each_run_and_the_summary():
+    runs = [fake_run("fp32", 1, 30.0, 0.991), fake_run("fp32", 2, None, 0.989)]
+    result = {"target": 0.99, "recipe": {"train": {"lr": 5e-3, "clip": 1.0, "batch_size": 256}},
+              "runs": runs, "summary": accuracy.summarise(runs)}
+    text = "\n".join(accuracy.markdown(result))
+    assert "time to 99.0% test accuracy" in text
+    assert "| auto (stock) | fp32 | 1 | 4 | epoch 3, 30s | 99.10% | 50 |" in text
+    assert "| auto (stock) | fp32 | 2 | 4 | not reached | 98.90% | 50 |" in text
+    assert "| auto | fp32 | 1 of 2 | 30.0 | 99.00% |" in text
