@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench import accuracy, threads, throughput
+from bench import accuracy, bare_plain, threads, throughput
 from rnnlab.core.autotune import TuneCache
 from rnnlab.core.fileio import atomic_write_text
 from rnnlab.core.memory import keep_freed_memory
@@ -43,6 +43,9 @@ from rnnlab.core.memory import keep_freed_memory
 ISSUE3_TRAINER_RATIO = 0.95  # rnnlab stock trainer / bare nn.LSTM loop
 ISSUE8_SPEEDUP = 1.4  # rnnlab default / bare nn.LSTM loop, float32
 ISSUE8_SHARE = 0.55  # of the float32 matmul ceiling
+# issue 17: default path / bare nn.* training throughput, at least
+ISSUE17_SPEEDUP = {"LSTM": 1.8, "GRU": 1.4, "RNN": 1.1, "BiLSTM": 1.5, "BiGRU": 1.5,
+                   "BiRNN": 1.1}
 SYNTHETIC = ("recall_throughput", "addition_throughput", "cells_long")
 
 
@@ -77,8 +80,10 @@ def synthetic(threads_used: int, log) -> dict:
     return results
 
 
-def summarise(models: list[dict], picks: dict[str, dict]) -> dict:
-    """The ratios the issues ask for, per model; ``picks``: auto's choice per model."""
+def summarise(models: list[dict], picks: dict[str, dict],
+              plain: dict[str, float] | None = None) -> dict:
+    """The ratios the issues ask for, per model; ``picks``: auto's choice per model;
+    ``plain``: the bare loop's seq/s in a plain process (bench/bare_plain.py), per model."""
     out = {}
     for m in models:
         rows = {r["method"]: r for r in m["rows"]}
@@ -91,6 +96,8 @@ def summarise(models: list[dict], picks: dict[str, dict]) -> dict:
                  "default_over_bare": default["train_seq_per_s"] / bare,
                  "default_over_stock": default["train_seq_per_s"] / stock,
                  "default_share_of_fp32_ceiling": default["train_share"]}
+        if plain and m["model"] in plain:
+            entry["default_over_bare_plain"] = default["train_seq_per_s"] / plain[m["model"]]
         if "reference pipeline" in rows:
             reference = rows["reference pipeline"]["train_seq_per_s"]
             entry["default_over_reference"] = default["train_seq_per_s"] / reference
@@ -104,6 +111,14 @@ def pick_text(pick: dict) -> str:
     """``compiled (measured: stock 70.1, compiled 47.3 ms)``, as the table says it."""
     ms = ", ".join(f"{path} {value:.1f}" for path, value in pick["ms_per_step"].items())
     return f"{pick['path']} ({pick['why']}{': ' + ms + ' ms' if ms else ''})"
+
+
+def target_text(model: str, ratio: float | None) -> str:
+    """``1.8: missed`` for issue 17's speed-up target of ``model``."""
+    target = ISSUE17_SPEEDUP.get(model)
+    if target is None or ratio is None:
+        return "–"
+    return f"{target}: {'met' if ratio >= target else 'missed'}"
 
 
 def fmt(value, spec=",.0f") -> str:
@@ -156,17 +171,23 @@ def markdown(result: dict) -> str:
         lines += ["", "(MNIST not fetched: random stand-in images of the same shape.)"]
     lines += ["", "auto picks: what `--backend auto` chooses for a 7-epoch batch-500 run, "
               "and why (layer ms per training step as timed for the choice); default: that "
-              "path's row above.", "",
+              "path's row above; bare: the bare nn.* row above, in this process, which keeps "
+              "freed memory as rnnlab's runs do; bare (plain process): the same loop in a "
+              "fresh Python process with glibc's default allocator settings, as a user's own "
+              "script runs it (bench/bare_plain.py).", "",
               "| model | auto picks | stock trainer / bare | default / bare | "
-              "default / stock trainer | default share of fp32 ceiling | "
-              "default / reference pipeline | fastest |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+              "default / bare (plain process) | default / stock trainer | "
+              "default share of fp32 ceiling | default / reference pipeline | fastest | "
+              "issue 17: default / bare (plain process) at least |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for name, s in result["summary"].items():
         lines.append(f"| {name} | {pick_text(s['auto'])} | "
                      f"{s['stock_trainer_over_bare']:.2f} | {s['default_over_bare']:.2f} | "
+                     f"{fmt(s.get('default_over_bare_plain'), '.2f')} | "
                      f"{s['default_over_stock']:.2f} | "
                      f"{100 * s['default_share_of_fp32_ceiling']:.0f}% | "
-                     f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} |")
+                     f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} | "
+                     f"{target_text(name, s.get('default_over_bare_plain'))} |")
     lstm = result["summary"].get("LSTM")
     if lstm:
         lines += ["", "Targets for LSTM(100): stock trainer / bare "
@@ -233,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_cache = TuneCache(Path(tempfile.mkdtemp(prefix="rnnlab-bench-")) / "autotune.json")
     picks = {m["model"]: throughput.auto_pick(m["cell"], m["hidden"], m["bidirectional"],
                                               tune_cache) for m in result["models"]}
-    result["summary"] = summarise(result["models"], picks)
+    # the bare loop again in a plain process: a user's script keeps glibc's defaults
+    result["bare_plain"] = bare_plain.measure_models(names, args.threads, steps, rounds)
+    result["summary"] = summarise(result["models"], picks, result["bare_plain"])
     if "long" not in args.skip:
         cells = ("lstm",) if args.quick else None
         result["long"] = throughput.long_sequences(cells, tune_cache, log=log)

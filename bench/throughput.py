@@ -150,12 +150,15 @@ def forever(make: Callable[[int], Iterator]) -> Iterator:
     return itertools.chain.from_iterable(make(epoch) for epoch in itertools.count(1))
 
 
-def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants,
-                 reference: bool) -> list[Method]:
-    x_all = (torch.from_numpy(data.images).float() / 255.0 - MEAN) / STD  # (N, 28, 28)
-    y_all = torch.from_numpy(data.labels)
-    methods = []
+def normalised(data: MnistArrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 28, 28) float images normalised as the exercise does, and (N,) labels."""
+    return (torch.from_numpy(data.images).float() / 255.0 - MEAN) / STD, \
+        torch.from_numpy(data.labels)
 
+
+def bare_method(cell: str, hidden: int, bi: bool, data: MnistArrays) -> Method:
+    """The bare loop: :class:`BareModel` and Adam on pre-made batches."""
+    x_all, y_all = normalised(data)
     torch.manual_seed(0)
     bare = BareModel(cell, hidden, bi)
     bare_opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
@@ -178,8 +181,13 @@ def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants,
         bare(eval_x)
         return EVAL_BATCH
 
-    methods.append(Method("bare nn.*", bare_steps, bare_infer))
+    return Method("bare nn.*", bare_steps, bare_infer)
 
+
+def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants,
+                 reference: bool) -> list[Method]:
+    x_all, y_all = normalised(data)
+    methods = [bare_method(cell, hidden, bi, data)]
     dataset = TensorDataset(x_all, y_all)
     objective = ClassificationObjective()
     eval_batches = [dataset.batch(slice(0, EVAL_BATCH))]

@@ -1,6 +1,7 @@
-"""The time-to-accuracy benchmark's arithmetic (bench/accuracy.py), without training."""
+"""The benchmark's arithmetic and tables (bench/), without training or timing."""
 
 from bench import accuracy
+from bench.__main__ import summarise, target_text
 
 
 def fake_run(precision: str, seed: int, reached_at: float | None, final: float) -> dict:
@@ -29,3 +30,26 @@ def test_the_markdown_names_each_run_and_the_summary():
     assert "| auto (stock) | fp32 | 1 | 4 | epoch 3, 30s | 99.10% | 50 |" in text
     assert "| auto (stock) | fp32 | 2 | 4 | not reached | 98.90% | 50 |" in text
     assert "| auto | fp32 | 1 of 2 | 30.0 | 99.00% |" in text
+
+
+def fake_model(name: str, seq_per_s: dict[str, float]) -> dict:
+    return {"model": name, "rows": [{"method": method, "train_seq_per_s": value,
+                                     "train_share": 0.5}
+                                    for method, value in seq_per_s.items()]}
+
+
+def test_the_plain_process_ratio_divides_the_default_path_by_the_plain_bare_loop():
+    models = [fake_model("LSTM", {"bare nn.*": 100.0, "rnnlab stock fp32": 98.0,
+                                  "rnnlab compiled fp32": 150.0})]
+    picks = {"LSTM": {"path": "compiled"}}
+    (entry,) = summarise(models, picks, {"LSTM": 75.0}).values()
+    assert entry["default_over_bare"] == 1.5
+    assert entry["default_over_bare_plain"] == 2.0
+    assert entry["default_over_stock"] == 150.0 / 98.0
+    assert "default_over_bare_plain" not in summarise(models, picks)["LSTM"]
+
+
+def test_the_issue_17_column_says_met_or_missed():
+    assert target_text("LSTM", 1.81) == "1.8: met"
+    assert target_text("GRU", 1.39) == "1.4: missed"
+    assert target_text("LSTM", None) == "–"
