@@ -26,16 +26,17 @@ CELL_NAMES = {"lstm": "LSTM", "indrnn": "IndRNN", "cornn": "coRNN", "lem": "LEM"
 PUBLISHED_BUDGET = "GPU budgets far larger than this CPU one (see the papers)"
 # The recipes, each within the issue's budget of two hours of training on 2 cores; the
 # cells' per-step costs at T = 784 (docs/benchmarks.md): LSTM(128) about 0.2 ms a step on
-# 2 threads once freed memory is kept (core/memory.py), a 50,000-image epoch in under 2
-# minutes, so 20 epochs. Its forget gate starts open, bias 3 (sigmoid 0.95): at bias 0 or 1
-# the gradient from the answer underflows to 0 within the first few hundred of 784 steps
-# (gradients.json), and the LSTM stayed at chance (bias 0: 11.6% for 2 epochs) or at
-# 19-20% validation accuracy for 9 epochs (bias 1, quiet 2-core AMD EPYC); at bias 3 it
-# reaches every step at initialisation and learns from the first epoch: 93.48% test after
-# the 20 epochs (seed 2111, 1,370 s of training; 97% needs more of the budget: not run).
+# 2 threads once freed memory is kept (core/memory.py). Its forget gate starts open, bias 3
+# (sigmoid 0.95): at bias 0 or 1 the gradient from the answer underflows to 0 within the
+# first few hundred of 784 steps (gradients.json), and the LSTM stayed at chance (bias 0:
+# 11.6% for 2 epochs) or at 19-20% validation accuracy for 9 epochs (bias 1, quiet 2-core
+# AMD EPYC); at bias 3 it reaches every step at initialisation. 20 epochs gave 93.48% sMNIST
+# test (seed 2111, 1,370 s); 45 epochs, as here, with --jobs 2 (one thread a run, both at
+# once, 2-core AMD EPYC Zen 5): sMNIST 96.91% test in 5,346 s of training, psMNIST 91.80% in
+# 5,373 s (seed 2111; docs/results/pixel-mnist/).
 # LEM(128), the new cell with the best published sMNIST number from one
 # layer, about 1.3 ms a step (its own step loop), so 12 epochs, at its authors' psMNIST
-# learning rate (not run). Adam with a cosine decay and clipping.
+# learning rate (not run: several hours a run on this CPU). Adam, cosine decay, clipping.
 RECIPES = {
     "lstm": TrainConfig(epochs=45, batch_size=128, lr=1e-3, clip=1.0, schedule="cosine"),
     "lem": TrainConfig(epochs=12, batch_size=128, lr=1.8e-3, clip=1.0, schedule="cosine"),
