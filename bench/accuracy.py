@@ -117,11 +117,13 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 def markdown(result: dict) -> list[str]:
     """The section of bench.md: one row per run, then the mean time to the target."""
-    train = result["recipe"]["train"]
-    lines = [f"## Tuned LSTM(128) on row-MNIST: time to {100 * result['target']:.1f}% "
-             "test accuracy", "",
-             f"LSTM(128), dropout 0.1, random shifts up to 2 px, Adam {train['lr']:g}, cosine "
-             f"over the run, clip {train['clip']}, batch {train['batch_size']}; test accuracy "
+    model, train = result["recipe"]["model"], result["recipe"]["train"]
+    shift = result["recipe"]["data"]["augment_shift"]
+    lines = [f"## Tuned LSTM({model['hidden_size']}) on row-MNIST: time to "
+             f"{100 * result['target']:.1f}% test accuracy", "",
+             f"LSTM({model['hidden_size']}), dropout {model['dropout']:g}, random shifts up to "
+             f"{shift} px, Adam {train['lr']:g}, cosine over the run, clip {train['clip']}, "
+             f"batch {train['batch_size']}; test accuracy "
              "after each epoch (not timed); training seconds include compiling and auto's "
              "timing.", "",
              "| backend (resolved) | precision | seed | epochs | reached target at | "

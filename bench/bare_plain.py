@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="timed rounds (the fastest counts)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = throughput.mnist_train()
+    x_all, y_all = throughput.normalised(throughput.mnist_train())
     result = {}
     for name in args.models:
         cell, hidden, bi = throughput.MODELS[name]
-        row, = throughput.measure([throughput.bare_method(cell, hidden, bi, data)],
+        row, = throughput.measure([throughput.bare_method(cell, hidden, bi, x_all, y_all)],
                                   args.steps, args.rounds)
         result[name] = row["train_seq_per_s"]
     print(json.dumps(result))

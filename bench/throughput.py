@@ -156,9 +156,10 @@ def normalised(data: MnistArrays) -> tuple[torch.Tensor, torch.Tensor]:
         torch.from_numpy(data.labels)
 
 
-def bare_method(cell: str, hidden: int, bi: bool, data: MnistArrays) -> Method:
-    """The bare loop: :class:`BareModel` and Adam on pre-made batches."""
-    x_all, y_all = normalised(data)
+def bare_method(cell: str, hidden: int, bi: bool, x_all: torch.Tensor,
+                y_all: torch.Tensor) -> Method:
+    """The bare loop: :class:`BareModel` and Adam on pre-made batches of ``x_all`` (N, 28,
+    28, normalised) and ``y_all`` (N,)."""
     torch.manual_seed(0)
     bare = BareModel(cell, hidden, bi)
     bare_opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
@@ -187,7 +188,7 @@ def bare_method(cell: str, hidden: int, bi: bool, data: MnistArrays) -> Method:
 def make_methods(cell: str, hidden: int, bi: bool, data: MnistArrays, variants,
                  reference: bool) -> list[Method]:
     x_all, y_all = normalised(data)
-    methods = [bare_method(cell, hidden, bi, data)]
+    methods = [bare_method(cell, hidden, bi, x_all, y_all)]
     dataset = TensorDataset(x_all, y_all)
     objective = ClassificationObjective()
     eval_batches = [dataset.batch(slice(0, EVAL_BATCH))]

@@ -23,10 +23,13 @@ def test_the_mean_time_counts_only_the_seeds_that_reached_the_target():
 
 def test_the_markdown_names_each_run_and_the_summary():
     runs = [fake_run("fp32", 1, 30.0, 0.991), fake_run("fp32", 2, None, 0.989)]
-    result = {"target": 0.99, "recipe": {"train": {"lr": 5e-3, "clip": 1.0, "batch_size": 256}},
+    recipe = {"model": {"hidden_size": 128, "dropout": 0.1}, "data": {"augment_shift": 2},
+              "train": {"lr": 5e-3, "clip": 1.0, "batch_size": 256}}
+    result = {"target": 0.99, "recipe": recipe,
               "runs": runs, "summary": accuracy.summarise(runs)}
     text = "\n".join(accuracy.markdown(result))
     assert "time to 99.0% test accuracy" in text
+    assert "LSTM(128), dropout 0.1, random shifts up to 2 px, Adam 0.005" in text
     assert "| auto (stock) | fp32 | 1 | 4 | epoch 3, 30s | 99.10% | 50 |" in text
     assert "| auto (stock) | fp32 | 2 | 4 | not reached | 98.90% | 50 |" in text
     assert "| auto | fp32 | 1 of 2 | 30.0 | 99.00% |" in text

@@ -148,7 +148,6 @@ class AdditionTask(Task):
     def headline(cls, summary: dict) -> tuple[str, float]:
         return study_module.headline(summary)
 
-
     def epoch_line(self, row: dict) -> str:
         return (f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f} "
                 f"bits {100 * row['train_accuracy']:.2f}% | valid bits "

@@ -107,6 +107,3 @@ class PixelMnistTask(MnistTask):
                 options: PredictOptions) -> Iterator[Prediction | InputError]:
         """Images read as MNIST's task reads them, then fed in this task's pixel order."""
         return super().predict(PixelReader(model, self.order()), inputs, options)
-
-    # -- study ---------------------------------------------------------------------
-
