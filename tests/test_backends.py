@@ -12,7 +12,15 @@ import torch
 from torch import nn
 
 from rnnlab.core import backends, cell_kernels
-from rnnlab.core.backends import Kernels, PerformanceWarning, compiled_forward, use_backend
+from rnnlab.core.backends import (
+    Kernels,
+    PerformanceWarning,
+    StepMatmul,
+    compiled_forward,
+    onednn_is_faster,
+    onednn_matmul,
+    use_backend,
+)
 from rnnlab.core.cells import cell_names, cell_of, get_cell
 from rnnlab.core.errors import UserError
 from rnnlab.core.models import ModelConfig, PerStepModel, SequenceClassifier, final_hidden
@@ -54,11 +62,16 @@ def stock_and_compiled(cell, bidirectional, layers, kernels, dtype=torch.float32
     return results
 
 
-@pytest.mark.parametrize("cell,bidirectional,layers",
+@pytest.mark.parametrize("cell,bidirectional,layers,onednn",
                          list(itertools.product([c for c in cell_names() if get_cell(c).kernels],
-                                                [False, True], [1, 2])))
-def test_step_loop_matches_stock(cell, bidirectional, layers):
+                                                [False, True], [1, 2], [False, True])))
+def test_step_loop_matches_stock(cell, bidirectional, layers, onednn):
+    """The step loop against nn.* with the same weights, its matmuls by torch.mm or by
+    oneDNN (whichever compile_kernels measures faster)."""
+    if onednn and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
     kernels = Kernels(get_cell(cell), compiled=False)
+    kernels.onednn = onednn
     (out, h_n, dx, grads), (out2, h_n2, dx2, grads2) = stock_and_compiled(
         cell, bidirectional, layers, kernels)
     torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
@@ -82,9 +95,10 @@ def test_compiled_kernels_match_stock(cell):
         torch.testing.assert_close(grads2[name], grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_bf16_close_to_fp32(cell):
+@pytest.mark.parametrize("cell,onednn", [("lstm", False), ("gru", False), ("gru", True)])
+def test_bf16_close_to_fp32(cell, onednn):
     kernels = Kernels(get_cell(cell), compiled=False)
+    kernels.onednn = onednn and torch.backends.mkldnn.is_available()
     (out, h_n, _, grads), (out2, h_n2, _, grads2) = stock_and_compiled(
         cell, True, 1, kernels, torch.bfloat16)
     assert out2.dtype == torch.float32  # bfloat16 matmuls, float32 results and state
@@ -92,6 +106,16 @@ def test_bf16_close_to_fp32(cell):
     torch.testing.assert_close(h_n2, h_n, atol=3e-2, rtol=3e-2)
     for name in grads:
         torch.testing.assert_close(grads2[name], grads[name], atol=5e-2, rtol=5e-2, msg=name)
+
+
+def test_the_matmul_choice_is_measured_and_said():
+    faster, words = onednn_is_faster(8, 16, 3, torch.float32, repeats=1)
+    assert isinstance(faster, bool)
+    assert words.startswith("oneDNN (measured: " if faster else "torch.mm (")
+    x, w = torch.randn(5, 4), torch.randn(4, 6)
+    if torch.backends.mkldnn.is_available():
+        torch.testing.assert_close(StepMatmul(w, 5, True)(x), x @ w)
+        torch.testing.assert_close(onednn_matmul(x, w), x @ w)
 
 
 def test_fast_tanh_and_sigmoid():

@@ -97,6 +97,59 @@ class Workspace:
                 del self.free[next(iter(self.free))]
 
 
+def onednn_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` by oneDNN's linear primitive, ``b`` reordered into its layout on the fly."""
+    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+
+
+class StepMatmul:
+    """``x @ w`` for every step of one batch, ``w`` (K, N) fixed for the batch. ``onednn``:
+    through oneDNN's linear with ``w`` reordered once into its blocked layout, which every
+    step then reuses; else ``torch.mm`` (MKL's sgemm on x86). Which is faster depends on
+    the CPU: MKL runs AVX2 code on AMD's AVX-512 CPUs, oneDNN its own AVX-512 code, twice
+    as fast there (docs/benchmarks.md); :func:`onednn_is_faster` times both."""
+
+    def __init__(self, w: Tensor, rows: int, onednn: bool):
+        self.w = w
+        self.packed = (torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), rows)
+                       if onednn else None)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is None:
+            return torch.mm(x, self.w)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+
+
+def onednn_is_faster(rows: int, hidden: int, gates: int, dtype: torch.dtype,
+                     repeats: int = 5) -> tuple[bool, str]:
+    """Whether oneDNN's packed linear beats ``torch.mm`` at a layer's per-step recurrent
+    matmul, (rows, H) @ (H, G*H), timed here (best of ``repeats`` rounds of 10 calls
+    each, about 10 ms), and the two times in words."""
+    if not torch.backends.mkldnn.is_available():
+        return False, "torch.mm (no oneDNN in this torch)"
+    h = torch.randn(rows, hidden).to(dtype)
+    w = torch.randn(hidden, gates * hidden).to(dtype)
+    try:
+        paths = {"oneDNN": StepMatmul(w, rows, True), "torch.mm": StepMatmul(w, rows, False)}
+        seconds = {name: _best_time(fn, h, repeats) for name, fn in paths.items()}
+    except RuntimeError as err:  # a oneDNN without this primitive or dtype
+        return False, f"torch.mm (oneDNN failed: {error_line(err)})"
+    faster = seconds["oneDNN"] < seconds["torch.mm"]
+    times = ", ".join(f"{name} {1e6 * s / 10:.0f} us" for name, s in seconds.items())
+    return faster, f"{'oneDNN' if faster else 'torch.mm'} (measured: {times})"
+
+
+def _best_time(fn: Callable, x: Tensor, repeats: int) -> float:
+    fn(x)  # warm-up: oneDNN creates its primitive on the first call
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(10):
+            fn(x)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def fresh_copy(fn: Callable, tag: str) -> Callable:
     """``fn`` with its own code object: torch.compile keeps its compiled graphs (and
     its recompile limit) per code object, so each layer shape gets its own few."""
@@ -120,6 +173,7 @@ class Kernels:
         self.failed: str | None = None
         self.workspace = Workspace()
         self.compile_seconds = 0.0  # the first compile's, set by compile_kernels
+        self.onednn = False  # matmuls by oneDNN, not torch.mm (StepMatmul; compile_kernels)
         if compiled:
             # dynamic=None: H stays a constant in the kernels; the batch size turns symbolic
             # the first time it changes (the last, smaller batch of an epoch)
@@ -219,6 +273,7 @@ class _RecurrentLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernels: Kernels, dtype: torch.dtype, x: Tensor, *weights: Tensor):
         cell, split = kernels.cell, kernels.cell.kernels.split
+        mm = onednn_matmul if kernels.onednn else torch.mm
         D = len(weights) // 4
         w_ih, w_hh, b_ih, b_hh = (weights[k::4] for k in range(4))  # per direction
         T, B, F = x.shape
@@ -234,11 +289,12 @@ class _RecurrentLayer(torch.autograd.Function):
         if split:  # GRU: input part for all steps at once; the recurrent part per step
             w_x = torch.cat([torch.cat([w_ih[d], b_ih[d][:, None]], 1) for d in range(D)]).to(dtype)
             x_in = xh[1 : T + 1, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1)
-            pre_all = torch.mm(x_in, w_x.t()).view(T, B, D * GH)
+            pre_all = mm(x_in, w_x.t()).view(T, B, D * GH)
             w_step = [w.to(dtype).t() for w in w_hh]  # (H, G*H)
         else:
             w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t()
                       for d in range(D)]
+        step_mm = [StepMatmul(w, B, kernels.onednn) for w in w_step]
         out = x.new_empty(T, B, D * H, dtype=torch.float32)
         c = ws.take((T, B, D * H), torch.float32) if cell.has_cell_state else None
         acts = ws.take((T, B, D * A), torch.float32) if A else None
@@ -254,9 +310,9 @@ class _RecurrentLayer(torch.autograd.Function):
             h_prev, c_prev = zero[:, hs], (zero[:, hs] if c is not None else None)
             for t in _steps(d, T):
                 if split:
-                    pre, hw = pre_all[t, :, gs], torch.mm(inputs[t + 1], w_step[d])
+                    pre, hw = pre_all[t, :, gs], step_mm[d](inputs[t + 1])
                 else:
-                    pre, hw = torch.mm(inputs[t + 1], w_step[d]), None
+                    pre, hw = step_mm[d](inputs[t + 1]), None
                 kernels.run_step(pre, hw, b_hh[d] if split else None, h_prev, c_prev,
                                  outs[t], slots[lay.h_slot(d, t)], cs[t], saved[t])
                 h_prev, c_prev = outs[t], cs[t]
@@ -279,7 +335,7 @@ class _RecurrentLayer(torch.autograd.Function):
         D, F, H = lay.D, lay.F, lay.H
         w_ih, w_hh = ws[:D], ws[D:]
         B, GH, A = out.shape[1], cell.num_gates * H, cell.kernels.saved * H
-        w_back = [w.to(dtype) for w in w_hh]  # (G*H, H)
+        back_mm = [StepMatmul(w.to(dtype), B, kernels.onednn) for w in w_hh]  # (G*H, H)
         dout = dout.float().contiguous() if dout is not None else None
         pool = kernels.workspace
         dpre = pool.take((T, B, D * GH), dtype)
@@ -300,17 +356,18 @@ class _RecurrentLayer(torch.autograd.Function):
             for k in range(T - 1, -1, -1):
                 t, prev = steps[k], (steps[k - 1] if k > 0 else None)
                 if k < T - 1:
-                    dh_next = torch.mm((dhws if split else dpres)[steps[k + 1]], w_back[d])
+                    dh_next = back_mm[d]((dhws if split else dpres)[steps[k + 1]])
                 else:
                     dh_next = dh_n[d].to(dtype) if dh_n is not None else no_dh
                 h_prev = outs[prev] if prev is not None else zero[:, hs]
                 c_prev = (cs[prev] if prev is not None else zero[:, hs]) if c is not None else None
                 kernels.run_back(dh_next, douts[t], saved[t], outs[t], h_prev, c_prev,
                                  cs[t], carry, dpres[t], dhws[t])
-        grads = _weight_grads(lay, xh[1 : T + 1], dpre, dhw if split else None)
+        grads = _weight_grads(lay, xh[1 : T + 1], dpre, dhw if split else None, kernels.onednn)
         dx = None
         if ctx.needs_input_grad[2]:
-            dx = torch.mm(dpre.view(T * B, D * GH), torch.cat(w_ih).to(dtype))
+            mm = onednn_matmul if kernels.onednn else torch.mm
+            dx = mm(dpre.view(T * B, D * GH), torch.cat(w_ih).to(dtype))
             dx = dx.view(T, B, F).float()
         pool.give(xh, c, acts, dpre, dhw if split else None)  # this step's buffers serve the next
         return (None, None, dx, *grads)
@@ -321,7 +378,17 @@ def _block(d: int, size: int) -> slice:
     return slice(d * size, (d + 1) * size)
 
 
-def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | None) -> list[Tensor]:
+def _gram(a: Tensor, b: Tensor, onednn: bool) -> Tensor:
+    """``a^T @ b`` in float32; by oneDNN as ``(b^T @ a)^T``, its faster order, from dense
+    copies (a direction's columns of a two-direction buffer sent oneDNN's matmul to its
+    slow reference code: seconds a call)."""
+    if onednn:
+        return onednn_matmul(b.t().contiguous(), a.contiguous()).t().float().contiguous()
+    return torch.mm(a.t(), b).float()
+
+
+def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | None,
+                  onednn: bool = False) -> list[Tensor]:
     """The weight gradients of all steps: one matmul per direction of the gate gradients
     against every step's matmul input ``steps_in`` (T, B, C), ``[x, 1, h_prev]``. With
     ``dhw`` (the GRU's separate recurrent part), ``[x, 1]`` goes against the input
@@ -333,18 +400,18 @@ def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | Non
     grads: list[Tensor] = []
     if dhw is not None:
         x_in = steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)
-        g_x = torch.mm(dpre.view(rows, D * GH).t(), x_in).float()
+        g_x = _gram(dpre.view(rows, D * GH), x_in, onednn)
         for d in range(D):
             gs, cols = _block(d, GH), lay.cols(d)  # the ones column gives d_b_hh
-            g_h = torch.mm(dhw[:, :, gs].reshape(rows, GH).t(),
-                           steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
+            g_h = _gram(dhw[:, :, gs].reshape(rows, GH),
+                        steps_in[:, :, cols].reshape(rows, cols.stop - cols.start), onednn)
             _, d_b_hh, d_w_hh = lay.split(d, g_h)  # (its x columns are not needed)
             grads += [g_x[gs, :F], d_w_hh, g_x[gs, F], d_b_hh]
         return grads
     for d in range(D):
         cols = lay.cols(d)
-        g = torch.mm(dpre[:, :, _block(d, GH)].reshape(rows, GH).t(),
-                     steps_in[:, :, cols].reshape(rows, cols.stop - cols.start)).float()
+        g = _gram(dpre[:, :, _block(d, GH)].reshape(rows, GH),
+                  steps_in[:, :, cols].reshape(rows, cols.stop - cols.start), onednn)
         d_w_ih, d_b, d_w_hh = lay.split(d, g)
         grads += [d_w_ih, d_w_hh, d_b, d_b]
     return grads
@@ -432,6 +499,7 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
     directions = 2 if rnn.bidirectional else 1
     tag = f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{directions}_h{rnn.hidden_size}"
     kernels = Kernels(cell, compiled=True, tag=tag)
+    kernels.onednn, matmul = onednn_is_faster(batch, rnn.hidden_size, cell.num_gates, dtype)
     started = time.perf_counter()
     try:
         with torch.random.fork_rng(devices=[]):  # without drawing from training's random stream
@@ -445,7 +513,8 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
         return None
     _KERNELS[key] = kernels
     seconds = kernels.compile_seconds = time.perf_counter() - started
-    (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {seconds:.1f}s")
+    (log or _stderr)(f"rnnlab: compiled the {mode} step kernels in {seconds:.1f}s; "
+                     f"matmuls by {matmul}")
     return kernels
 
 
