@@ -97,9 +97,14 @@ class Workspace:
                 del self.free[next(iter(self.free))]
 
 
+def _onednn_linear(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ w^T`` by oneDNN's linear primitive; ``w`` plain (N, K) or reordered."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
 def onednn_matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` by oneDNN's linear primitive, ``b`` reordered into its layout on the fly."""
-    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+    return _onednn_linear(a, b.t())
 
 
 class StepMatmul:
@@ -117,7 +122,7 @@ class StepMatmul:
     def __call__(self, x: Tensor) -> Tensor:
         if self.packed is None:
             return torch.mm(x, self.w)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        return _onednn_linear(x, self.packed)
 
 
 def onednn_is_faster(rows: int, hidden: int, gates: int, dtype: torch.dtype,
@@ -181,6 +186,11 @@ class Kernels:
             self.step_back = torch.compile(fresh_copy(back, tag), fullgraph=True)
         else:
             self.step, self.step_back = step, back
+
+    @property
+    def mm(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """``a @ b`` by the matmul route this layer measured faster."""
+        return onednn_matmul if self.onednn else torch.mm
 
     def run_step(self, *args) -> None:
         if self.failed is None:
@@ -273,7 +283,6 @@ class _RecurrentLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernels: Kernels, dtype: torch.dtype, x: Tensor, *weights: Tensor):
         cell, split = kernels.cell, kernels.cell.kernels.split
-        mm = onednn_matmul if kernels.onednn else torch.mm
         D = len(weights) // 4
         w_ih, w_hh, b_ih, b_hh = (weights[k::4] for k in range(4))  # per direction
         T, B, F = x.shape
@@ -289,7 +298,7 @@ class _RecurrentLayer(torch.autograd.Function):
         if split:  # GRU: input part for all steps at once; the recurrent part per step
             w_x = torch.cat([torch.cat([w_ih[d], b_ih[d][:, None]], 1) for d in range(D)]).to(dtype)
             x_in = xh[1 : T + 1, :, lay.x0 : lay.one + 1].reshape(T * B, F + 1)
-            pre_all = mm(x_in, w_x.t()).view(T, B, D * GH)
+            pre_all = kernels.mm(x_in, w_x.t()).view(T, B, D * GH)
             w_step = [w.to(dtype).t() for w in w_hh]  # (H, G*H)
         else:
             w_step = [lay.joined(d, w_ih[d], w_hh[d], b_ih[d] + b_hh[d]).to(dtype).t()
@@ -366,8 +375,7 @@ class _RecurrentLayer(torch.autograd.Function):
         grads = _weight_grads(lay, xh[1 : T + 1], dpre, dhw if split else None, kernels.onednn)
         dx = None
         if ctx.needs_input_grad[2]:
-            mm = onednn_matmul if kernels.onednn else torch.mm
-            dx = mm(dpre.view(T * B, D * GH), torch.cat(w_ih).to(dtype))
+            dx = kernels.mm(dpre.view(T * B, D * GH), torch.cat(w_ih).to(dtype))
             dx = dx.view(T, B, F).float()
         pool.give(xh, c, acts, dpre, dhw if split else None)  # this step's buffers serve the next
         return (None, None, dx, *grads)
