@@ -220,3 +220,34 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys, task, flags, message
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_the_delay_grid_stops_solved_runs_and_reports_the_steps_they_took(tmp_path,
+                                                                          monkeypatch):
+    """The long-range profile on two cells and two short delays, quick: with a rule every
+    run meets after its first epoch, each run stops there, and the report's table marks
+    every cell solved with the steps it took."""
+    from dataclasses import replace
+
+    from rnnlab.study.reproduce import ReproduceOptions, reproduce
+    from rnnlab.tasks import delays
+    from rnnlab.tasks.adding_problem import study
+
+    grid = study.GRID
+    monkeypatch.setattr(delays, "DELAYS", (6, 9))
+    monkeypatch.setattr(delays, "cell_names", lambda: ("rnn", "lstm"))
+    monkeypatch.setattr(study, "GRID", replace(
+        grid, model=replace(grid.model, hidden_size=8), solved=lambda mse: mse < 10,
+        train=replace(grid.train, stop_when="loss<10")))
+    reproduce(ReproduceOptions(profile="long-range", quick=True, tasks=("adding-problem",),
+                               out=str(tmp_path), threads=1, quiet=True, figures=False))
+    runs = sorted((tmp_path / "runs" / "long-range" / "adding-problem").glob("*/seed-*"))
+    assert [r.parent.name for r in runs] == ["lstm-T6", "lstm-T9", "rnn-T6", "rnn-T9"]
+    for run in runs:
+        record = RunRecord.open(run)
+        assert record.summary()["epochs"] == 1 < record.config()["train"]["epochs"]
+    config = RunRecord.open(runs[0]).config()
+    steps = config["task_config"]["train_size"] // config["train"]["batch_size"]
+    table = [line for line in (tmp_path / "report.md").read_text().splitlines()
+             if line.startswith("| RNN") or line.startswith("| LSTM")]
+    assert len(table) == 2 and all(line.count(f"✓ ({steps:,} steps)") == 2 for line in table)

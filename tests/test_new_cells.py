@@ -15,7 +15,14 @@ from reference_cells import cornn_ref, indrnn_ref, lem_ref, minrnn_ref
 from rnnlab.cli import main
 from rnnlab.core import backends
 from rnnlab.core.cell_layers import CellStack, indrnn
-from rnnlab.core.cell_layers.scan import chunked_scan_log
+from rnnlab.core.cell_layers.scan import (
+    CumsumSteps,
+    LogcumsumexpSteps,
+    chunked_scan_log,
+    cumsum_steps,
+    logcumsumexp_steps,
+    running_sum,
+)
 from rnnlab.core.cell_layers.stack import RecurrentCell
 from rnnlab.core.cells import cell_of, get_cell
 from rnnlab.core.errors import ConfigError
@@ -179,6 +186,28 @@ def test_the_chunked_scan_matches_a_float64_loop_at_any_length():
     assert torch.equal(last, scanned[-1])
     error = scanned.double() - torch.stack(expected)
     assert error.abs().max() < 5e-5
+
+
+def test_the_step_loop_cumsum_and_logcumsumexp_equal_torchs_with_gradients():
+    """The CPU scan primitives against torch.cumsum / torch.logcumsumexp (float64, values
+    and gradients), and gradcheck on their written-out backward passes."""
+    torch.manual_seed(6)
+    x = (torch.randn(70, 3, 5, dtype=torch.float64) * 30).requires_grad_()
+    weights = torch.randn(70, 3, 5, dtype=torch.float64)
+    for ours, theirs in ((cumsum_steps, lambda v: v.cumsum(0)),
+                         (logcumsumexp_steps, lambda v: torch.logcumsumexp(v, 0))):
+        results = []
+        for function in (ours, theirs):
+            x.grad = None
+            out = function(x)
+            (out * weights).sum().backward()
+            results.append((out.detach(), x.grad.clone()))
+        torch.testing.assert_close(results[0][0], results[1][0], atol=1e-10, rtol=1e-12)
+        torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=1e-10)
+    small = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(CumsumSteps.apply, (small,))
+    assert torch.autograd.gradcheck(LogcumsumexpSteps.apply, (small,))
+    assert torch.equal(running_sum(small.detach()[:1]), small.detach()[:1])  # one step
 
 
 # -- IndRNN's kernel ---------------------------------------------------------------------

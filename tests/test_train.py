@@ -11,6 +11,7 @@ from rnnlab.core.runs import RunPlan, TaskData, execute_run, load_model
 from rnnlab.core.train import (
     ClassificationObjective,
     ShuffledBatches,
+    StopRule,
     TensorDataset,
     TrainConfig,
     evaluate,
@@ -129,6 +130,38 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)["state_dict"]
     resumed = torch.load(plan.out / "checkpoints/last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_stop_when_ends_training_after_the_first_epoch_that_meets_it(tmp_path):
+    """The toy task passes 0.5 validation accuracy early: training stops there, the record
+    says how many epochs ran, and a resume of the stopped run trains nothing more."""
+    full = run_toy(toy_plan(tmp_path, "full", epochs=6))
+    rows = RunRecord(tmp_path / "full").metrics()
+    first = next(r["epoch"] for r in rows if r["valid_accuracy"] >= 0.5)
+    assert first < 6, "the rule must be met before the last epoch for this test to mean much"
+    stopped = run_toy(toy_plan(tmp_path, "stop", epochs=6, stop_when="accuracy>=0.5"))
+    assert stopped["epochs"] == first and full["epochs"] == 6
+    assert RunRecord(tmp_path / "stop").metrics() == rows[:first]  # the same epochs, bit for bit
+    plan = toy_plan(tmp_path, "stop", epochs=6, stop_when="accuracy>=0.5")
+    (plan.out / "summary.json").unlink()  # as if killed before testing: resume, train nothing
+    again = run_toy(RunPlan(**{**plan.__dict__, "resume": True}))
+    assert again["epochs"] == first
+
+
+@pytest.mark.parametrize("rule,row,met", [("loss<0.01", {"valid_loss": 0.009}, True),
+                                          ("loss < 0.01", {"valid_loss": 0.01}, False),
+                                          ("loss<=0.01", {"valid_loss": 0.01}, True),
+                                          ("accuracy>=0.99", {"valid_accuracy": 0.99}, True),
+                                          ("accuracy>0.99", {"valid_accuracy": 0.99}, False)])
+def test_stop_rules_compare_the_validation_metric(rule, row, met):
+    assert StopRule.parse(rule).met(row) is met
+
+
+@pytest.mark.parametrize("rule", ["loss", "mse<0.01", "loss<<1", "accuracy>=x", "loss<1e999",
+                                  "loss<0.01 or so"])
+def test_a_stop_rule_that_does_not_parse_is_refused(rule):
+    with pytest.raises(UserError, match="stop_when"):
+        TrainConfig(stop_when=rule)
 
 
 @pytest.mark.parametrize("field,value", [("epochs", -1),

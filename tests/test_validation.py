@@ -65,6 +65,8 @@ SHARED = [  # options every task shares (rnnlab/options.py): the model, optimisa
     (["--seed", TOO_BIG], f"seed must be in 0..4294967295, got {TOO_BIG}"),
     (["--threads", "0"], "threads must be >= 1, got 0"),
     (["--threads", "-2"], "threads must be >= 1, got -2"),
+    (["--stop-when", "mse<0.01"], "--stop-when 'mse<0.01' is not a rule like 'loss<0.01'"),
+    (["--stop-when", "loss<1e999"], "--stop-when '1e999' is not a finite number"),
 ]
 BAD_SYNTAX = [  # argparse's own errors, made one line by OneLineErrorParser
     (["--hidden", "abc"], "argument --hidden: invalid int value: 'abc'"),

@@ -500,12 +500,16 @@ def compile_kernels(rnn: nn.RNNBase, dtype: torch.dtype, example: Tensor,
     one layer; None when compiling fails (a one-line warning says why; use stock).
     ``rnn``'s cell must declare kernels (:func:`supports`)."""
     cell = cell_of(rnn)
-    key = (cell.name, dtype, rnn.bidirectional, rnn.hidden_size)  # what the kernels specialise on
+    mode, (batch, steps, features) = rnn.mode, example.shape
+    # what the kernels specialise on; the batch and features too, so that a process training
+    # many shapes (a notebook, the benchmark) gives each its own code object and torch.compile
+    # recompile limit (8 per code object: shared by every shape, the limit was hit)
+    key = (cell.name, dtype, rnn.bidirectional, rnn.hidden_size, features, batch)
     if key in _KERNELS:
         return _KERNELS[key]
-    mode, (batch, steps, _) = rnn.mode, example.shape
     directions = 2 if rnn.bidirectional else 1
-    tag = f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{directions}_h{rnn.hidden_size}"
+    tag = (f"{mode.lower()}_{str(dtype).removeprefix('torch.')}_d{directions}"
+           f"_h{rnn.hidden_size}_f{features}_b{batch}")
     kernels = Kernels(cell, compiled=True, tag=tag)
     kernels.onednn, matmul = onednn_is_faster(batch, rnn.hidden_size, cell.num_gates, dtype)
     started = time.perf_counter()

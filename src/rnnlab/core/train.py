@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,6 +48,9 @@ class TrainConfig:
     schedule: str = setting("constant", "learning-rate schedule, stepped every batch",
                             choices=SCHEDULES)
     seed: int = setting(2111, "seed for weights, data order and generated data")
+    stop_when: str | None = setting(
+        None, "stop after the first epoch whose validation loss or accuracy meets this, e.g. "
+        "'loss<0.01' or 'accuracy>=0.99' (off when unset)", kind=str, metavar="RULE")
     eval_batch_size: int = 2000  # larger than training batches: no gradients kept
     backend: str = setting(
         "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: the one "
@@ -69,9 +73,44 @@ class TrainConfig:
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("backend", BACKENDS), ("precision", PRECISIONS)):
             check_choice(name, getattr(self, name), choices)
+        if self.stop_when is not None:
+            StopRule.parse(self.stop_when)  # a rule that does not parse is refused here
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """``stop_when``: a validation metric, a comparison and a threshold ("loss<0.01")."""
+
+    metric: str  # "loss" | "accuracy": the epoch row's valid_<metric>
+    compare: str  # "<" | "<=" | ">" | ">="
+    threshold: float
+
+    PATTERN = re.compile(r"^\s*(loss|accuracy)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+    @classmethod
+    def parse(cls, text: str) -> StopRule:
+        found = cls.PATTERN.match(text)
+        check(found is not None, "stop_when",
+              f"{text!r} is not a rule like 'loss<0.01' or 'accuracy>=0.99'")
+        try:
+            threshold = float(found.group(3))
+        except ValueError:
+            threshold = math.nan
+        check(math.isfinite(threshold), "stop_when", f"{found.group(3)!r} is not a finite number")
+        return cls(found.group(1), found.group(2), threshold)
+
+    def met(self, row: dict[str, Any]) -> bool:
+        value = row[f"valid_{self.metric}"]
+        return {"<": value < self.threshold, "<=": value <= self.threshold,
+                ">": value > self.threshold, ">=": value >= self.threshold}[self.compare]
+
+
+def stopped(cfg: TrainConfig, rows: Sequence[dict[str, Any]]) -> bool:
+    """True when the last epoch already met ``cfg.stop_when`` (checked on resume too)."""
+    return cfg.stop_when is not None and bool(rows) and StopRule.parse(cfg.stop_when).met(rows[-1])
 
 
 # -- batches ------------------------------------------------------------------------
@@ -384,7 +423,8 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
         cfg: TrainConfig, record: RunRecord, meta: dict, *, resume: bool = False,
         quiet: bool = False, on_epoch: Callable[[dict], None] | None = None,
         ranks: Ranks = SINGLE) -> FitState:
-    """Train for ``cfg.epochs``, logging each epoch and checkpointing best and last.
+    """Train for ``cfg.epochs`` (fewer when an epoch meets ``cfg.stop_when``), logging each
+    epoch and checkpointing best and last.
 
     ``meta`` is the plain description stored in every checkpoint (task, model kind,
     model config) so a checkpoint can rebuild its model without the run's code path.
@@ -400,6 +440,8 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     if resume and record.has_checkpoint("last"):
         state = restore_last(record, model, optimizer, scheduler, scaler)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if stopped(cfg, state.rows):  # solved: the rest of the budget is not spent
+            break
         started = time.perf_counter()
         silent = quiet or not ranks.main
         with progress_bar(train.num_batches(), f"epoch {epoch}/{cfg.epochs}", silent) as bar:

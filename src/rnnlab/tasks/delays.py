@@ -75,9 +75,11 @@ class DelayGrid:
         ``task_config`` as recorded (a --quick run has a smaller one)."""
         train = train or asdict(self.train)
         sequences = train["epochs"] * (task_config or self.task_config(DELAYS[0]))["train_size"]
-        return (f"{sequences // train['batch_size']:,} steps of {train['batch_size']} fresh "
-                f"sequences, Adam lr {train['lr']}, clip {train['clip']}, hidden "
-                f"{self.model.hidden_size}")
+        stop = train.get("stop_when")
+        return (f"up to {sequences // train['batch_size']:,} steps of {train['batch_size']} "
+                f"fresh sequences, Adam lr {train['lr']}, clip {train['clip']}, hidden "
+                f"{self.model.hidden_size}" + (f"; stopped once the validation {stop}" if stop
+                                              else ""))
 
     def experiment(self, cell: str, delay: int, seed: int) -> Experiment:
         note = f"delay T = {delay}; {self.budget()}: the same budget for every cell and delay"
@@ -90,9 +92,13 @@ class DelayGrid:
         """Every registered cell at every delay (first seed: one run each)."""
         return [self.experiment(cell, delay, seeds[0]) for cell in cell_names() for delay in DELAYS]
 
-    def value(self, report: ReportContext, cell: str, delay: int) -> float | None:
+    def run(self, report: ReportContext, cell: str, delay: int):
+        """The finished run of ``cell`` at ``delay``, or None."""
         found = report.find(PROFILE, self.task, f"{cell}-T{delay}")
-        run = found.first() if found else None
+        return found.first() if found else None
+
+    def value(self, report: ReportContext, cell: str, delay: int) -> float | None:
+        run = self.run(report, cell, delay)
         return None if run is None else run.summary["test"][self.metric]
 
     def report_section(self, report: ReportContext, title: str) -> None:
@@ -106,8 +112,8 @@ class DelayGrid:
         report.doc.paragraph(
             f"Each cell trained once per delay T on the same budget "
             f"({self.budget(found[0].train, found[0].task_config)}). "
-            f"Test {self.metric_label}; a check mark where solved ({self.solved_rule}); "
-            "a dash where the run has not finished.")
+            f"Test {self.metric_label}; a check mark where solved ({self.solved_rule}), "
+            "with the training steps it took; a dash where the run has not finished.")
         report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
                          [[cell.upper(), *[self.cell_text(report, cell, t) for t in DELAYS]]
                           for cell in cells], right=range(1, len(DELAYS) + 1))
@@ -119,10 +125,18 @@ class DelayGrid:
         self.figures(report, cells, title)
 
     def cell_text(self, report: ReportContext, cell: str, delay: int) -> str:
-        value = self.value(report, cell, delay)
-        if value is None:
+        """The test metric; where solved, a check mark and the steps it took (a run stops
+        once its validation set is solved)."""
+        run = self.run(report, cell, delay)
+        if run is None:
             return MISSING
-        return f"{value:.4f} ✓" if self.solved(value) else f"{value:.4f}"
+        value = run.summary["test"][self.metric]
+        if not self.solved(value):
+            return f"{value:.4f}"
+        config = run.config
+        steps = run.summary["epochs"] * config["task_config"]["train_size"] \
+            // config["train"]["batch_size"]
+        return f"{value:.4f} ✓ ({steps:,} steps)"
 
     def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
         lines = []

@@ -12,6 +12,13 @@ parallel and carries h from one chunk to the next, so the rounding stays that of
 steps at any length; and every tensor it makes is a chunk's, small enough for the
 allocator to reuse (a whole (T, B, H) tensor per elementwise op, 51 MB at T = 784,
 B = H = 128, is fresh pages, a page fault per 4 KiB, on every op).
+
+On a CPU, torch's ``cumsum`` and ``logcumsumexp`` along the first of three dims walk each
+(b, h) column with a stride of B * H floats: 6.1 and 12.4 ms for one (64, 64, 128) chunk
+(1 thread, Zen 5), most of a minGRU training step. :func:`cumsum_steps` and
+:func:`logcumsumexp_steps` compute the same running sum and running log-sum-exp as one
+vectorised op over (B, H) per step (0.45 ms for the cumsum), with their backward passes
+written out, so the scan stays the appendix's log-space scan, only faster on a CPU.
 """
 
 from __future__ import annotations
@@ -38,11 +45,80 @@ def log_g(x: Tensor) -> Tensor:
     return torch.where(x >= 0, (F.relu(x) + 0.5).log(), -F.softplus(-x))
 
 
-def heinsen_scan_log(log_a: Tensor, log_b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """The appendix's scan along ``dim`` from h_0 = 0: ``(h, A)``, h_t = a_t h_{t-1} + b_t
+def running_sum(x: Tensor, reverse: bool = False) -> Tensor:
+    """cumsum along dim 0 (from the end when ``reverse``), one vectorised add per step."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    order = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    previous = None
+    for t in order:
+        if previous is None:
+            out[t].copy_(x[t])
+        else:
+            torch.add(x[t], out[previous], out=out[t])
+        previous = t
+    return out
+
+
+class CumsumSteps(torch.autograd.Function):
+    """``x.cumsum(0)``; its gradient is the running sum of the output's from the end."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return running_sum(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return running_sum(grad, reverse=True)
+
+
+class LogcumsumexpSteps(torch.autograd.Function):
+    """``torch.logcumsumexp(x, 0)`` for finite x: y_t = logaddexp(y_{t-1}, x_t).
+
+    Backward: dL/dx_k = sum_{t>=k} g_t exp(x_k - y_t) = exp(x_k - y_k) * S_k, with
+    S_k = g_k + exp(y_k - y_{k+1}) * S_{k+1} from the end. y grows with t, so every factor
+    exp(y_k - y_{k+1}) and exp(x_k - y_k) is at most 1: nothing overflows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        y[0].copy_(x[0])
+        for t in range(1, x.shape[0]):
+            torch.logaddexp(y[t - 1], x[t], out=y[t])
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        x, y = ctx.saved_tensors
+        grad = grad.contiguous()
+        decay = torch.exp(y[:-1] - y[1:])  # (T - 1, ...), each <= 1
+        total = torch.empty_like(grad)
+        total[-1].copy_(grad[-1])
+        for t in range(x.shape[0] - 2, -1, -1):
+            torch.addcmul(grad[t], decay[t], total[t + 1], out=total[t])
+        return total.mul_(torch.exp(x - y))
+
+
+def cumsum_steps(x: Tensor) -> Tensor:
+    """cumsum along dim 0: the step loop above on a CPU, torch's elsewhere (a GPU scans a
+    column in parallel)."""
+    return CumsumSteps.apply(x) if x.device.type == "cpu" else x.cumsum(0)
+
+
+def logcumsumexp_steps(x: Tensor) -> Tensor:
+    """logcumsumexp along dim 0, as :func:`cumsum_steps` chooses."""
+    return LogcumsumexpSteps.apply(x) if x.device.type == "cpu" else torch.logcumsumexp(x, 0)
+
+
+def heinsen_scan_log(log_a: Tensor, log_b: Tensor) -> tuple[Tensor, Tensor]:
+    """The appendix's scan along dim 0 from h_0 = 0: ``(h, A)``, h_t = a_t h_{t-1} + b_t
     and A_t = prod_{k<=t} a_k (what an initial state is multiplied by)."""
-    log_a_star = log_a.cumsum(dim)  # log A_t
-    h = torch.exp(log_a_star + torch.logcumsumexp(log_b - log_a_star, dim))
+    log_a_star = cumsum_steps(log_a)  # log A_t
+    h = torch.exp(log_a_star + logcumsumexp_steps(log_b - log_a_star))
     return h, log_a_star.exp()
 
 
@@ -55,7 +131,7 @@ def chunked_scan_log(inputs: Tensor, coefficients: Callable[[Tensor], tuple[Tens
     pieces = []
     h = h0
     for piece in inputs.split(chunk, 0):  # one autograd node for all pieces
-        local, decay = heinsen_scan_log(*coefficients(piece), 0)  # from zero: (C, B, H)
+        local, decay = heinsen_scan_log(*coefficients(piece))  # from zero: (C, B, H)
         if h is not None:
             local = torch.addcmul(local, decay, h)
         pieces.append(local)
