@@ -45,6 +45,19 @@ class FullBudget:
                 for cell, label in RECIPE_CELLS.items()]
 
 
+def steps_trained(run) -> int:
+    """The training steps a finished run of a long-memory task took (fewer than its budget
+    where it stopped once solved)."""
+    config = run.config
+    return run.summary["epochs"] * config["task_config"]["train_size"] \
+        // config["train"]["batch_size"]
+
+
+def budget_used(run) -> tuple[str, str]:
+    """(steps, training minutes) of a finished run, as the full-budget tables show them."""
+    return f"{steps_trained(run):,}", f"{run.summary['train_seconds'] / 60:.1f}"
+
+
 def long_range_experiments(profile: str, seeds: tuple[int, ...], grid: DelayGrid,
                            recipe: FullBudget) -> list[Experiment]:
     """A long-memory task's experiments: the delay grid (``long-range``), its full-budget
@@ -133,10 +146,7 @@ class DelayGrid:
         value = run.summary["test"][self.metric]
         if not self.solved(value):
             return f"{value:.4f}"
-        config = run.config
-        steps = run.summary["epochs"] * config["task_config"]["train_size"] \
-            // config["train"]["batch_size"]
-        return f"{value:.4f} ✓ ({steps:,} steps)"
+        return f"{value:.4f} ✓ ({steps_trained(run):,} steps)"
 
     def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
         lines = []

@@ -14,7 +14,13 @@ from rnnlab.core.records import RunRecord
 from rnnlab.core.train import TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 from rnnlab.tasks.copy_memory.data import ALPHABET, CLASSES, CopyConfig
-from rnnlab.tasks.delays import RECIPES, DelayGrid, FullBudget, long_range_experiments
+from rnnlab.tasks.delays import (
+    RECIPES,
+    DelayGrid,
+    FullBudget,
+    budget_used,
+    long_range_experiments,
+)
 
 TASK = CopyConfig(delay=100)
 # Fresh data, Adam with clipping, the same budget (TRAIN.epochs * TASK.train_size sequences,
@@ -53,18 +59,19 @@ def report_section(report: ReportContext) -> None:
     if not report.experiments("copy-memory", RECIPES):
         return
     report.doc.heading(2, "Copy memory at delay 100, full budget")
-    rows = [(e.label, e.profile, fixed(test["loss"], 4), fixed(test["baseline_loss"], 4),
+    rows = [(e.label, fixed(test["loss"], 4), fixed(test["baseline_loss"], 4),
              pct(100 * test["accuracy"]), pct(100 * test["sequence_accuracy"]),
-             e.task_config.get("delay"))
+             e.task_config.get("delay"), *budget_used(e.first()))
             for e in report.experiments("copy-memory", RECIPES) if e.first()
             for test in [e.first().summary["test"]]]
     if rows:
         report.doc.paragraph("Test cross-entropy of each finished run (first seed) beside the "
-                             "memoryless baseline 10 log 8 / (T + 20), and how many recalled "
-                             "symbols and whole copies were right.")
-        report.doc.table(("experiment", "profile", "test loss", "memoryless loss",
-                          "recalled symbols (%)", "whole copies (%)", "T"), rows,
-                         right=(2, 3, 4, 5, 6))
+                             "memoryless baseline 10 log 8 / (T + 20), how many recalled "
+                             "symbols and whole copies were right, and the steps and minutes "
+                             "each trained.")
+        report.doc.table(("experiment", "test loss", "memoryless loss",
+                          "recalled symbols (%)", "whole copies (%)", "T", "steps",
+                          "training (min)"), rows, right=(1, 2, 3, 4, 5, 6, 7))
 
 
 # -- figures (from the records only) --------------------------------------------------
