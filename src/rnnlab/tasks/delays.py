@@ -15,7 +15,7 @@ from rnnlab.core import plots
 from rnnlab.core.cells import cell_names
 from rnnlab.core.document import MISSING
 from rnnlab.core.models import ModelConfig
-from rnnlab.core.train import TrainConfig
+from rnnlab.core.train import StopRule, TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 
 PROFILE = "long-range"
@@ -88,11 +88,12 @@ class DelayGrid:
         ``task_config`` as recorded (a --quick run has a smaller one)."""
         train = train or asdict(self.train)
         sequences = train["epochs"] * (task_config or self.task_config(DELAYS[0]))["train_size"]
-        stop = train.get("stop_when")
+        stop = StopRule.parse(train["stop_when"]) if train.get("stop_when") else None
         return (f"up to {sequences // train['batch_size']:,} steps of {train['batch_size']} "
                 f"fresh sequences, Adam lr {train['lr']}, clip {train['clip']}, hidden "
-                f"{self.model.hidden_size}" + (f"; stopped once the validation {stop}" if stop
-                                              else ""))
+                f"{self.model.hidden_size}" + (
+                    f"; stopped after the first epoch with validation {stop.metric} "
+                    f"{stop.compare} {stop.threshold:g}" if stop else ""))
 
     def experiment(self, cell: str, delay: int, seed: int) -> Experiment:
         note = f"delay T = {delay}; {self.budget()}: the same budget for every cell and delay"
