@@ -24,7 +24,7 @@ def add_reproduce_parser(commands) -> None:
     g.add_argument("--profile", choices=[*PROFILES, *OTHER_PROFILES, "all"], default=d.profile,
                    help="reference: the exercise's settings with its flaws fixed; "
                    "tuned: rnnlab's best recipes over several seeds; all: both; long-range: "
-                   "every cell on the long-memory tasks at delays 50 to 1000 (about 75 minutes "
+                   "every cell on the long-memory tasks at delays 50 to 1000 (about 1.5 hours "
                    "on 2 cores); long-range-recipes: the full-budget long-memory runs and "
                    "pixel-MNIST (hours); the last two are not part of all")
     g.add_argument("--quick", action="store_true", help="every configuration on a tiny budget")

@@ -9,7 +9,7 @@ from rnnlab.tasks.base import QUICK_EPOCHS, REFERENCE_SEED, Experiment, Flaw
 from rnnlab.tasks.registry import REGISTRY
 
 PROFILES = ("reference", "tuned")  # "all" runs these
-# run only by name: the delay grid of every cell (about 75 minutes on 2 cores), and the long-memory
+# run only by name: the delay grid of every cell (about 1.5 hours on 2 cores), and the long-memory
 # recipes (hours on a CPU)
 OTHER_PROFILES = ("long-range", "long-range-recipes")
 
