@@ -18,6 +18,7 @@ Optuna is an optional extra (``rnnlab[sweep]``); it is imported when a sweep sta
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -476,12 +477,16 @@ def objective(trial: optuna.Trial, options: SweepOptions, task_class: type[Task]
     goes to the pruner, its best one is the trial's value."""
     optuna = load_optuna()
     folder = trial_folder(options, trial.number)
-    with trial_claim(lock.spec, trial._trial_id):
+    with trial_claim(lock.spec, trial._trial_id), contextlib.ExitStack() as relock:
         trial.set_user_attr("run_folder", str(folder.resolve()))
         trial.set_user_attr("host", socket.gethostname())
         update_trial_record(folder, study=options.study, trial=trial.number, task=options.task,
                             fixed=options.fixed, metric=options.metric, state="running")
         lock.release()  # claimed and recorded: other workers may count the budget again
+        # and take it back before the claim ends: Optuna records the trial's state only after
+        # this returns, and a worker counting the budget in between saw the trial running and
+        # unclaimed, and failed it (work() releases the lock once the state is recorded)
+        relock.callback(lock.acquire)
         values = {**options.fixed, **{p.name: p.suggest(trial) for p in options.params}}
         update_trial_record(folder, params={p.name: values[p.name] for p in options.params})
         plan = make_plans(task_class, values, RunOptions(out=str(folder), force=True,
