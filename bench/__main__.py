@@ -28,6 +28,7 @@ import importlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -174,7 +175,8 @@ def markdown(result: dict) -> str:
               "path's row above; bare: the bare nn.* row above, in this process, which keeps "
               "freed memory as rnnlab's runs do; bare (plain process): the same loop in a "
               "fresh Python process with glibc's default allocator settings, as a user's own "
-              "script runs it (bench/bare_plain.py).", "",
+              "script runs it (bench/bare_plain.py), the median over "
+              f"{bare_plain.PROCESSES} such processes.", "",
               "| model | auto picks | stock trainer / bare | default / bare | "
               "default / bare (plain process) | default / stock trainer | "
               "default share of fp32 ceiling | default / reference pipeline | fastest | "
@@ -188,6 +190,11 @@ def markdown(result: dict) -> str:
                      f"{100 * s['default_share_of_fp32_ceiling']:.0f}% | "
                      f"{fmt(s.get('default_over_reference'), '.2f')} | {s['fastest']} | "
                      f"{target_text(name, s.get('default_over_bare_plain'))} |")
+    runs = result.get("bare_plain_runs")
+    if runs:
+        spread = "; ".join(f"{name} {' / '.join(fmt(v) for v in found)}"
+                           for name, found in runs.items())
+        lines += ["", f"bare (plain process), train seq/s in each process: {spread}."]
     lstm = result["summary"].get("LSTM")
     if lstm:
         lines += ["", "Targets for LSTM(100): stock trainer / bare "
@@ -255,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     picks = {m["model"]: throughput.auto_pick(m["cell"], m["hidden"], m["bidirectional"],
                                               tune_cache) for m in result["models"]}
     # the bare loop again in a plain process: a user's script keeps glibc's defaults
-    result["bare_plain"] = bare_plain.measure_models(names, args.threads, steps, rounds)
+    result["bare_plain_runs"] = bare_plain.measure_models(names, args.threads, steps, rounds)
+    result["bare_plain"] = {name: statistics.median(runs)
+                            for name, runs in result["bare_plain_runs"].items()}
     result["summary"] = summarise(result["models"], picks, result["bare_plain"])
     if "long" not in args.skip:
         cells = ("lstm",) if args.quick else None

@@ -6,7 +6,8 @@ own script does not: this module measures the same loop with glibc's default all
 settings, in a fresh process, for the "default / bare (plain process)" ratio.
 
 ``python -m bench.bare_plain --models LSTM GRU --threads 2 --steps 8 --rounds 4`` prints
-one JSON object, {model: training sequences per second}; :func:`measure_models` runs it.
+one JSON object, {model: training sequences per second}; :func:`measure_models` runs it
+in several fresh processes.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def measure_models(names: list[str], threads: int, steps: int, rounds: int) -> dict[str, float]:
-    """{model: bare training seq/s}, measured in a fresh plain Python process."""
+PROCESSES = 3  # fresh processes measured; the median counts
+
+
+def measure_models(names: list[str], threads: int, steps: int, rounds: int,
+                   processes: int = PROCESSES) -> dict[str, list[float]]:
+    """{model: bare training seq/s in each of ``processes`` fresh plain Python processes}.
+    One process is not enough: with glibc's default settings the same loop ran 10-30%
+    faster or slower from one process to the next (which mmap threshold the allocator
+    has climbed to by the timed rounds), so the median of several is the figure."""
     command = [sys.executable, "-m", "bench.bare_plain", "--models", *names,
                "--threads", str(threads), "--steps", str(steps), "--rounds", str(rounds)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    found: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(processes):
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+        for name, seq_per_s in json.loads(done.stdout.strip().splitlines()[-1]).items():
+            found[name].append(seq_per_s)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

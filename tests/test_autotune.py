@@ -95,12 +95,27 @@ def test_compiled_must_repay_its_compile():
     assert pick(Timing({"stock": 10.0}), 10**6, 0.0) == "stock"  # compiled never timed
 
 
-def test_a_short_run_is_not_timed(tmp_path):
+def test_a_run_shorter_than_timing_it_is_not_timed(tmp_path):
     cache, fake = TuneCache(tmp_path / "autotune.json"), FakeMeasurer(stock_ms=10.0)
-    steps = int(autotune.MEASURE_MIN_SECONDS / 0.010) - 1
-    choice = choose(key(), steps, fake.measurer(), cache)
+    # 5 s of compile (nothing recorded yet) and 8 steps of 10 ms: 5.08 s; 507 steps 5.07 s
+    assert autotune.measuring_seconds(0.010, cache.compile_estimate(key())) == pytest.approx(5.08)
+    choice = choose(key(), 507, fake.measurer(), cache)
     assert (choice.path, choice.why, fake.measures) == ("stock", "short run", 0)
-    assert not cache.path.exists()
+    assert "5.1 s" in choice.detail and not cache.path.exists()
+    assert choose(key(), 509, fake.measurer(), cache).why == "measured"
+
+
+def test_the_compile_estimate_is_this_machines_recorded_median(tmp_path):
+    cache = TuneCache(tmp_path / "autotune.json")
+    assert cache.compile_estimate(key()) == autotune.FIRST_COMPILE_SECONDS
+    for hidden, seconds in ((10, 0.4), (20, 1.0), (30, 2.2), (40, 0.0)):  # 0: never compiled
+        cache.put(key(hidden=hidden), Timing({"stock": 10.0, "compiled": 9.0}, seconds))
+    cache.put(key(hidden=50, cpu="Other CPU"), Timing({"stock": 1.0, "compiled": 1.0}, 30.0))
+    cache.put(key(hidden=60, torch_version="0.0"), Timing({"stock": 1.0, "compiled": 1.0}, 30.0))
+    assert cache.compile_estimate(key(cell="gru")) == 1.0
+    assert cache.compile_estimate(key(cpu="Third CPU")) == autotune.FIRST_COMPILE_SECONDS
+    fake = FakeMeasurer(stock_ms=10.0)  # timing now costs 1.08 s: a 200-step run is timed
+    assert choose(key(cell="gru"), 200, fake.measurer(), cache).why == "measured"
 
 
 def test_a_cached_measurement_serves_short_runs_too(tmp_path):
@@ -239,7 +254,7 @@ def test_a_measurement_inside_training_draws_nothing(monkeypatch):
     the run's random stream where it would be without one."""
     monkeypatch.setattr(backends, "compile_kernels",
                         lambda rnn, dtype, example, log=None: Kernels(cell_of(rnn), compiled=False))
-    monkeypatch.setattr(autotune, "MEASURE_MIN_SECONDS", 0.0)  # time even this tiny run
+    monkeypatch.setattr(autotune, "measuring_seconds", lambda *_: 0.0)  # time this tiny run
     model = auto_model(cell="gru")
     assert runner_of(model.rnn).choice.why == "measured"
     after_auto = torch.rand(4)

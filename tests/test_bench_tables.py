@@ -56,3 +56,24 @@ def test_the_issue_17_column_says_met_or_missed():
     assert target_text("LSTM", 1.81) == "1.8: met"
     assert target_text("GRU", 1.39) == "1.4: missed"
     assert target_text("LSTM", None) == "–"
+
+
+def test_the_plain_baseline_is_measured_in_several_fresh_processes(monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from bench import bare_plain
+
+    outputs = iter(['{"LSTM": 100.0, "GRU": 50.0}', '{"LSTM": 130.0, "GRU": 40.0}',
+                    'a warning line\n{"LSTM": 90.0, "GRU": 45.0}'])
+    commands = []
+
+    def fake_run(command, **_kwargs):
+        commands.append(command)
+        return SimpleNamespace(stdout=next(outputs) + "\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    found = bare_plain.measure_models(["LSTM", "GRU"], threads=2, steps=8, rounds=4)
+    assert found == {"LSTM": [100.0, 130.0, 90.0], "GRU": [50.0, 40.0, 45.0]}
+    assert len(commands) == bare_plain.PROCESSES == 3
+    assert commands[0][1:3] == ["-m", "bench.bare_plain"] and "--models" in commands[0]

@@ -157,6 +157,11 @@ def test_stop_rules_compare_the_validation_metric(rule, row, met):
     assert StopRule.parse(rule).met(row) is met
 
 
+def test_a_stop_rule_reads_back_in_words():
+    assert StopRule.parse(" accuracy >= 0.995").text() == "validation accuracy >= 0.995"
+    assert StopRule.parse("loss<1e-3").text() == "validation loss < 0.001"
+
+
 @pytest.mark.parametrize("rule", ["loss", "mse<0.01", "loss<<1", "accuracy>=x", "loss<1e999",
                                   "loss<0.01 or so"])
 def test_a_stop_rule_that_does_not_parse_is_refused(rule):

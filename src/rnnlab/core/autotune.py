@@ -15,8 +15,10 @@ The rule (:func:`pick`): compiled only when its step is faster than stock's by m
 :data:`NOISE_MARGIN` and the time it saves over the run's steps repays compiling; a
 run that measured has compiled already (nothing left to repay), a run that reads the
 cache counts the compile time recorded with the times (the first compile's, an upper
-bound once inductor's on-disk cache is warm). A run too short to ever repay a compile
-(:data:`MEASURE_MIN_SECONDS` on stock) is not timed at all.
+bound once inductor's on-disk cache is warm). A run shorter on stock than measuring it
+(:func:`measuring_seconds`: a compile and a few steps of each path) is not timed at all:
+measuring would more than double it (a ``--dry-run``, a test, a toy run). Any longer run
+is timed on its first use, since the times are kept for every later run of its shape.
 
 This module knows nothing about how a path runs: :mod:`rnnlab.core.backends` hands it
 one step function per path (:func:`time_steps`) or a whole measurement (:func:`choose`).
@@ -46,9 +48,10 @@ CPUINFO = "/proc/cpuinfo"
 # compiled must beat stock by more than this share of stock's step time: the spread of
 # repeated medians on a quiet machine is 1-3%, so a smaller gain may be noise
 NOISE_MARGIN = 0.05
-# a run expected to take less than this on stock is not timed: compiling alone takes 2-20 s
-# and the compiled path has never saved more than about a third of stock's time
-MEASURE_MIN_SECONDS = 30.0
+# what a compile is taken to cost before this machine has recorded any (cold compiles took
+# 3.8-5.8 s on a 2-core Zen 5); once the cache holds this machine's compile times, their
+# median is used instead (2-3x less once inductor's on-disk cache is warm)
+FIRST_COMPILE_SECONDS = 5.0
 WARMUP_STEPS = 1  # per path, before timing: the first steps allocate buffers
 MIN_ROUNDS, MAX_ROUNDS = 3, 9  # timed steps per path: at least 3, more while under budget
 ROUND_BUDGET_SECONDS = 1.0  # rounds go on past MIN_ROUNDS while the rounds so far took less
@@ -90,6 +93,10 @@ class TuneKey:
     def text(self) -> str:
         """The key as the cache file writes it (one line, readable, stable)."""
         return " ".join(f"{name}={value}" for name, value in asdict(self).items())
+
+    def machine_text(self) -> str:
+        """The end of :meth:`text` that names the machine: device, CPU, torch."""
+        return f"device={self.device} cpu={self.cpu} torch_version={self.torch_version}"
 
     def shape(self) -> str:
         """The layer and batch, for progress lines and tables."""
@@ -146,6 +153,13 @@ class Choice:
         if self.detail:
             found["detail"] = self.detail
         return found
+
+
+def measuring_seconds(stock_seconds: float, compile_seconds: float) -> float:
+    """What timing the paths costs a run: the compile, then :data:`WARMUP_STEPS` and at
+    least :data:`MIN_ROUNDS` steps of each of the two paths (a compiled step taken as
+    long as a stock one)."""
+    return compile_seconds + 2 * (WARMUP_STEPS + MIN_ROUNDS) * stock_seconds
 
 
 def pick(timing: Timing, train_steps: int, compile_seconds: float) -> str:
@@ -208,6 +222,16 @@ class TuneCache:
     def get(self, key: TuneKey) -> Timing | None:
         return Timing.from_dict(self.entries().get(key.text()))
 
+    def compile_estimate(self, key: TuneKey) -> float:
+        """What compiling is expected to take on ``key``'s machine (CPU, torch, device):
+        the median of the compile times recorded for it, else
+        :data:`FIRST_COMPILE_SECONDS`."""
+        machine = key.machine_text()
+        recorded = [timing.compile_seconds for text, entry in self.entries().items()
+                    if text.endswith(machine) and (timing := Timing.from_dict(entry))
+                    and timing.compile_seconds > 0]
+        return statistics.median(recorded) if recorded else FIRST_COMPILE_SECONDS
+
     def put(self, key: TuneKey, timing: Timing) -> None:
         entries = {**self.entries(), key.text(): timing.to_dict()}
         try:
@@ -241,10 +265,11 @@ def choose(key: TuneKey, train_steps: int, measurer: Measurer, cache: TuneCache,
         path = pick(cached, train_steps, cached.compile_seconds)
         return Choice(path, "cached", cached.ms_per_step, cached.compile_seconds)
     stock_seconds = measurer.estimate()
-    if stock_seconds * train_steps < MEASURE_MIN_SECONDS:
+    cost = measuring_seconds(stock_seconds, cache.compile_estimate(key))
+    if stock_seconds * train_steps < cost:
         return Choice("stock", "short run", {"stock": 1e3 * stock_seconds},
-                      detail=f"about {stock_seconds * train_steps:.0f} s on stock, too short "
-                      "to repay a compile")
+                      detail=f"about {stock_seconds * train_steps:.1f} s on stock, shorter "
+                      f"than timing the paths (about {cost:.1f} s)")
     if log is not None:
         log(f"rnnlab: timing the stock and compiled paths for {key.shape()} (once per "
             "machine; cached)")

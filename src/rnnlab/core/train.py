@@ -102,6 +102,10 @@ class StopRule:
         check(math.isfinite(threshold), "stop_when", f"{found.group(3)!r} is not a finite number")
         return cls(found.group(1), found.group(2), threshold)
 
+    def text(self) -> str:
+        """The rule in words, for notes and reports: "validation loss < 0.01"."""
+        return f"validation {self.metric} {self.compare} {self.threshold:g}"
+
     def met(self, row: dict[str, Any]) -> bool:
         value = row[f"valid_{self.metric}"]
         return {"<": value < self.threshold, "<=": value <= self.threshold,

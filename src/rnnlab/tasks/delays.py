@@ -92,8 +92,7 @@ class DelayGrid:
         return (f"up to {sequences // train['batch_size']:,} steps of {train['batch_size']} "
                 f"fresh sequences, Adam lr {train['lr']}, clip {train['clip']}, hidden "
                 f"{self.model.hidden_size}" + (
-                    f"; stopped after the first epoch with validation {stop.metric} "
-                    f"{stop.compare} {stop.threshold:g}" if stop else ""))
+                    f"; stopped after the first epoch with {stop.text()}" if stop else ""))
 
     def experiment(self, cell: str, delay: int, seed: int) -> Experiment:
         note = f"delay T = {delay}; {self.budget()}: the same budget for every cell and delay"
@@ -112,6 +111,7 @@ class DelayGrid:
         return found.first() if found else None
 
     def value(self, report: ReportContext, cell: str, delay: int) -> float | None:
+        """The finished run's test metric, or None."""
         run = self.run(report, cell, delay)
         return None if run is None else run.summary["test"][self.metric]
 
@@ -141,13 +141,12 @@ class DelayGrid:
     def cell_text(self, report: ReportContext, cell: str, delay: int) -> str:
         """The test metric; where solved, a check mark and the steps it took (a run stops
         once its validation set is solved)."""
-        run = self.run(report, cell, delay)
-        if run is None:
+        value = self.value(report, cell, delay)
+        if value is None:
             return MISSING
-        value = run.summary["test"][self.metric]
         if not self.solved(value):
             return f"{value:.4f}"
-        return f"{value:.4f} ✓ ({steps_trained(run):,} steps)"
+        return f"{value:.4f} ✓ ({steps_trained(self.run(report, cell, delay)):,} steps)"
 
     def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
         lines = []

@@ -11,7 +11,7 @@ from rnnlab.core import plots
 from rnnlab.core.document import fixed, pct
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
-from rnnlab.core.train import TrainConfig
+from rnnlab.core.train import StopRule, TrainConfig
 from rnnlab.tasks.adding_problem.data import CLOSE, FEATURES, AddingConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 from rnnlab.tasks.delays import (
@@ -46,7 +46,8 @@ FULL = FullBudget(
     "adding-problem", "classifier", MODEL, TRAIN, asdict(TASK),
     f"T = {TASK.length}, fresh data: {TASK.train_size} sequences per epoch, batch "
     f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, up to {TRAIN.epochs} epochs, "
-    f"stopped once the validation MSE < 0.005; {TASK.test_size} test sequences")
+    f"stopped after the first epoch with {StopRule.parse(TRAIN.stop_when).text()} (MSE); "
+    f"{TASK.test_size} test sequences")
 
 
 def experiments(profile: str, seeds: tuple[int, ...],

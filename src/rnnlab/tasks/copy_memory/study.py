@@ -11,7 +11,7 @@ from rnnlab.core import plots
 from rnnlab.core.document import fixed, pct
 from rnnlab.core.models import ModelConfig
 from rnnlab.core.records import RunRecord
-from rnnlab.core.train import TrainConfig
+from rnnlab.core.train import StopRule, TrainConfig
 from rnnlab.tasks.base import Experiment, ReportContext
 from rnnlab.tasks.copy_memory.data import ALPHABET, CLASSES, CopyConfig
 from rnnlab.tasks.delays import (
@@ -45,8 +45,8 @@ FULL = FullBudget(
     "copy-memory", "per_step", MODEL, TRAIN, asdict(TASK),
     f"delay T = {TASK.delay}, fresh data: {TASK.train_size} sequences per epoch, batch "
     f"{TRAIN.batch_size}, Adam lr {TRAIN.lr}, clip {TRAIN.clip}, up to {TRAIN.epochs} epochs, "
-    f"stopped once 99.5% of the validation set's recalled symbols are right; "
-    f"{TASK.test_size} test sequences")
+    f"stopped after the first epoch with {StopRule.parse(TRAIN.stop_when).text()} (on the "
+    f"recalled symbols); {TASK.test_size} test sequences")
 
 
 def experiments(profile: str, seeds: tuple[int, ...],
