@@ -251,3 +251,31 @@ def test_the_delay_grid_stops_solved_runs_and_reports_the_steps_they_took(tmp_pa
     table = [line for line in (tmp_path / "report.md").read_text().splitlines()
              if line.startswith("| RNN") or line.startswith("| LSTM")]
     assert len(table) == 2 and all(line.count(f"✓ ({steps:,} steps)") == 2 for line in table)
+
+
+def test_the_copy_grid_sets_each_runs_loss_beside_the_memoryless_baseline(tmp_path,
+                                                                          monkeypatch):
+    """The copy-memory grid's second table: each run's test cross-entropy, as its record
+    has it, and a last row with the baseline's 10 log 8 / (T + 20)."""
+    import math
+    from dataclasses import replace
+
+    from rnnlab.study.reproduce import ReproduceOptions, reproduce
+    from rnnlab.tasks import delays
+    from rnnlab.tasks.copy_memory import study
+
+    grid = study.GRID
+    monkeypatch.setattr(delays, "DELAYS", (6, 9))
+    monkeypatch.setattr(delays, "cell_names", lambda: ("gru",))
+    monkeypatch.setattr(study, "GRID", replace(grid, model=replace(grid.model, hidden_size=8)))
+    reproduce(ReproduceOptions(profile="long-range", quick=True, tasks=("copy-memory",),
+                               out=str(tmp_path), threads=1, quiet=True, figures=False))
+    losses = [RunRecord.open(run).summary()["test"]["loss"] for run in sorted(
+        (tmp_path / "runs" / "long-range" / "copy-memory").glob("gru-T*/seed-*"))]
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    gru = [line for line in lines if line.startswith("| GRU")]
+    assert len(gru) == 2  # the accuracy table's row, then the loss table's
+    assert gru[1].startswith(f"| GRU | {losses[0]:.4f} | {losses[1]:.4f} |")
+    baseline = next(line for line in lines if line.startswith("| baseline"))
+    expected = [f"{10 * math.log(8) / (t + 20):.4f}" for t in (6, 9)]
+    assert baseline.startswith(f"| baseline | {expected[0]} | {expected[1]} |")

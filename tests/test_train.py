@@ -124,7 +124,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     with pytest.raises(Interrupt):
         execute_run(plan, build, test, on_epoch=stop_after_two)
     assert not (plan.out / "summary.json").exists()
-    execute_run(RunPlan(**{**plan.__dict__, "resume": True}), build, test)
+    summary = execute_run(RunPlan(**{**plan.__dict__, "resume": True}), build, test)
+    # the wall time counts the epochs the interrupted process trained, not only its own
+    assert summary["wall_seconds"] >= summary["train_seconds"] > 0
     full_metrics = (tmp_path / "full" / "metrics.csv").read_bytes()
     assert (plan.out / "metrics.csv").read_bytes() == full_metrics
     full = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)["state_dict"]

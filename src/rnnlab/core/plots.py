@@ -158,9 +158,11 @@ def draw_lines(series: Sequence[Series], path: Path, *, xlabel: str, ylabel: str
 def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path, *, xlabel: str,
                      ylabel: str, title: str, ylim: tuple[float, float] | None = None,
                      log_x: bool = False, log_y: bool = False, columns: int = 3,
-                     markers: bool = True) -> Path:
+                     markers: bool = True, shared_legend: bool = False) -> Path:
     """Panels side by side, ``columns`` to a row: (panel title, series) each. With ``log_y``
-    values <= 0 are left out (a gradient that underflowed to 0 has no place on the axis)."""
+    values <= 0 are left out (a gradient that underflowed to 0 has no place on the axis).
+    ``shared_legend``: one legend right of the panels instead of one in each (the series
+    are the same in every panel, and lines that fill a panel leave no free corner)."""
     cols = min(columns, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
@@ -181,10 +183,13 @@ def draw_line_panels(panels: Sequence[tuple[str, Sequence[Series]]], path: Path,
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        if series:
+        if series and not shared_legend:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if shared_legend:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save(fig, path)
 
 
@@ -204,4 +209,5 @@ def draw_gradient_norms(runs: Sequence[tuple[str, RunRecord]], path: Path,
                        for label, g in curves if key in g])
               for key, panel in GRADIENT_PANELS]
     return draw_line_panels(panels, path, xlabel="step t", ylabel="mean ||dLoss / dh_t||",
-                            title=title, log_y=True, columns=2, markers=False)
+                            title=title, log_y=True, columns=2, markers=False,
+                            shared_legend=True)

@@ -180,7 +180,8 @@ def summarise(model: nn.Module, record: RunRecord, state: FitState,
               environment: dict, backend: dict | None = None,
               before_done: Callable[[nn.Module], None] | None = None) -> dict:
     """Test the last and the best weights and write summary.json (``started``: the run's
-    perf_counter start, for its wall time with testing; ``backend``: which training path
+    perf_counter start, for its wall time with testing, to which a resumed run adds the
+    training time of the epochs earlier processes trained; ``backend``: which training path
     the recurrent layer took and why, :func:`rnnlab.core.backends.backend_record`).
     ``before_done(model)`` sees the best weights before summary.json is written: a kill
     before then leaves a run a resume finishes, not a finished run with a half-written file."""
@@ -190,7 +191,8 @@ def summarise(model: nn.Module, record: RunRecord, state: FitState,
                "epochs": state.epoch, "best_valid_accuracy": state.best_valid_accuracy,
                "parameters": count_parameters(model),
                "train_seconds": sum(t["seconds"] for t in state.timings),
-               "wall_seconds": time.perf_counter() - started, "environment": environment}
+               "wall_seconds": time.perf_counter() - started + state.earlier_seconds(),
+               "environment": environment}
     if backend is not None:
         summary["backend"] = backend
     summary["test_last_epoch"] = last_test if last_test is not None else summary["test"]

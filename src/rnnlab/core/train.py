@@ -375,6 +375,12 @@ class FitState:
     best_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
+    resumed_after: int = 0  # epochs an earlier process trained (set on resume; 0: none)
+
+    def earlier_seconds(self) -> float:
+        """The training seconds of the epochs earlier processes trained: a resumed run's
+        wall time counts them beside its own."""
+        return sum(t["seconds"] for t in self.timings if t["epoch"] <= self.resumed_after)
 
     def add_epoch(self, row: dict[str, Any], seconds: float) -> bool:
         """Record an epoch's row; True when it is the best so far (accuracy, then loss)."""
@@ -443,6 +449,7 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     state = FitState()
     if resume and record.has_checkpoint("last"):
         state = restore_last(record, model, optimizer, scheduler, scaler)
+        state.resumed_after = state.epoch
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if stopped(cfg, state.rows):  # solved: the rest of the budget is not spent
             break

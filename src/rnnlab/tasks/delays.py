@@ -82,6 +82,9 @@ class DelayGrid:
     solved: Callable[[float], bool]  # the metric's value -> solved?
     solved_rule: str  # "MSE < 0.01"
     baseline: Callable[[dict], float]  # summary["test"] -> the memoryless baseline's value
+    # a second table, when the metric alone hides how near the baseline a cell is: (key of
+    # summary["test"], its label, key of the memoryless baseline's value there)
+    loss_table: tuple[str, str, str] | None = None
 
     def budget(self, train: dict | None = None, task_config: dict | None = None) -> str:
         """The budget of every run, in words: the grid's, or that of runs' ``train`` and
@@ -136,7 +139,26 @@ class DelayGrid:
             low, high = min(baselines), max(baselines)
             span = f"{low:.4f}" if high - low < 5e-5 else f"{low:.4f} to {high:.4f} over these T"
             report.doc.paragraph(f"The memoryless baseline's {self.metric_label}: {span}.")
+        if self.loss_table is not None:
+            self.loss_section(report, cells)
         self.figures(report, cells, title)
+
+    def loss_section(self, report: ReportContext, cells: list[str]) -> None:
+        """Each run's test loss against the memoryless baseline's, by delay."""
+        key, label, baseline_key = self.loss_table
+        runs = {(cell, t): self.run(report, cell, t) for cell in cells for t in DELAYS}
+
+        def text(cell: str, t: int) -> str:
+            run = runs[cell, t]
+            return MISSING if run is None else f"{run.summary['test'][key]:.4f}"
+
+        baseline = [next((f"{r.summary['test'][baseline_key]:.4f}" for (_, d), r in runs.items()
+                          if d == t and r is not None), MISSING) for t in DELAYS]
+        report.doc.paragraph(f"Test {label} of the same runs; the last row is the memoryless "
+                             "baseline's, which a cell below it has beaten.")
+        report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
+                         [[cell.upper(), *[text(cell, t) for t in DELAYS]] for cell in cells]
+                         + [["baseline", *baseline]], right=range(1, len(DELAYS) + 1))
 
     def cell_text(self, report: ReportContext, cell: str, delay: int) -> str:
         """The test metric; where solved, a check mark and the steps it took (a run stops
