@@ -348,7 +348,9 @@ class _RecurrentLayer(torch.autograd.Function):
         dout = dout.float().contiguous() if dout is not None else None
         pool = kernels.workspace
         dpre = pool.take((T, B, D * GH), dtype)
-        dhw = pool.take((T, B, D * GH), dtype) if split else dpre  # what multiplies W_hh
+        # what multiplies W_hh; the GRU's own buffer direction-major, so that each direction's
+        # weight gradient reads it without a copy
+        dhw = pool.take((D, T, B, GH), dtype) if split else dpre
         zero = out.new_zeros(B, D * H)
         # nothing comes from after the last step but h_n's gradient
         no_dh = out.new_zeros(B, H, dtype=dtype)
@@ -357,7 +359,7 @@ class _RecurrentLayer(torch.autograd.Function):
             hs, gs, ss = _block(d, H), _block(d, GH), _block(d, A)
             outs, dpres = out[:, :, hs].unbind(0), dpre[:, :, gs].unbind(0)
             douts = dout[:, :, hs].unbind(0) if dout is not None else [zero[:, hs]] * T
-            dhws = dhw[:, :, gs].unbind(0) if split else nothing
+            dhws = dhw[d].unbind(0) if split else nothing
             cs = c[:, :, hs].unbind(0) if c is not None else nothing
             saved = acts[:, :, ss].unbind(0) if A else nothing
             steps = list(_steps(d, T))
@@ -399,8 +401,8 @@ def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | Non
                   onednn: bool = False) -> list[Tensor]:
     """The weight gradients of all steps: one matmul per direction of the gate gradients
     against every step's matmul input ``steps_in`` (T, B, C), ``[x, 1, h_prev]``. With
-    ``dhw`` (the GRU's separate recurrent part), ``[x, 1]`` goes against the input
-    gradients and ``h_prev`` against the recurrent ones. In the order the weights
+    ``dhw`` (the GRU's separate recurrent part, (D, T, B, G*H)), ``[x, 1]`` goes against the
+    input gradients and ``h_prev`` against the recurrent ones. In the order the weights
     came: per direction w_ih, w_hh, b_ih, b_hh."""
     D, F = lay.D, lay.F
     T, B, DGH = dpre.shape
@@ -410,10 +412,11 @@ def _weight_grads(lay: Layout, steps_in: Tensor, dpre: Tensor, dhw: Tensor | Non
         x_in = steps_in[:, :, lay.x0 : lay.one + 1].reshape(rows, F + 1)
         g_x = _gram(dpre.view(rows, D * GH), x_in, onednn)
         for d in range(D):
-            gs, cols = _block(d, GH), lay.cols(d)  # the ones column gives d_b_hh
-            g_h = _gram(dhw[:, :, gs].reshape(rows, GH),
-                        steps_in[:, :, cols].reshape(rows, cols.stop - cols.start), onednn)
-            _, d_b_hh, d_w_hh = lay.split(d, g_h)  # (its x columns are not needed)
+            gs, hs = _block(d, GH), lay.h_cols(d)
+            dhw_d = dhw[d].view(rows, GH)
+            # h_prev's columns only (the x columns' products would be thrown away)
+            d_w_hh = _gram(dhw_d, steps_in[:, :, hs].reshape(rows, lay.H), onednn)
+            d_b_hh = torch.sum(dhw_d, 0, dtype=torch.float32)
             grads += [g_x[gs, :F], d_w_hh, g_x[gs, F], d_b_hh]
         return grads
     for d in range(D):
