@@ -375,7 +375,7 @@ class FitState:
     best_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
-    resumed_after: int = 0  # epochs an earlier process trained (set on resume; 0: none)
+    resumed_after: int = 0  # epochs earlier processes trained (set on resume; not saved)
 
     def earlier_seconds(self) -> float:
         """The training seconds of the epochs earlier processes trained: a resumed run's
@@ -407,7 +407,9 @@ def save_last(record: RunRecord, model, meta, optimizer, scheduler, state: FitSt
     if scaler is not None:
         payload["scaler"] = scaler.state_dict()
     payload["torch_rng"] = torch.get_rng_state()
-    payload["fit_state"] = asdict(state)
+    # resumed_after is this process's, not the run's: left out, a resumed run's checkpoints
+    # equal an uninterrupted run's
+    payload["fit_state"] = {k: v for k, v in asdict(state).items() if k != "resumed_after"}
     record.save_checkpoint("last", payload)
 
 
