@@ -62,7 +62,7 @@ def report_section(report: ReportContext) -> None:
     GRID.report_section(report, "The adding problem")
     if not report.experiments("adding-problem", RECIPES):
         return
-    report.doc.heading(2, "The adding problem at T = 200, full budget")
+    report.doc.heading(2, f"The adding problem at T = {TASK.length}, full budget")
     rows = [(e.label, fixed(test["mse"], 4), fixed(test["baseline_mse"], 4),
              pct(100 * test["accuracy"]), e.task_config.get("length"), *budget_used(e.first()))
             for e in report.experiments("adding-problem", RECIPES) if e.first()

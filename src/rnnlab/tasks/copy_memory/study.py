@@ -64,7 +64,7 @@ def report_section(report: ReportContext) -> None:
     GRID.report_section(report, "Copy memory")
     if not report.experiments("copy-memory", RECIPES):
         return
-    report.doc.heading(2, "Copy memory at delay 100, full budget")
+    report.doc.heading(2, f"Copy memory at delay {TASK.delay}, full budget")
     rows = [(e.label, fixed(test["loss"], 4), fixed(test["baseline_loss"], 4),
              pct(100 * test["accuracy"]), pct(100 * test["sequence_accuracy"]),
              e.task_config.get("delay"), *budget_used(e.first()))
