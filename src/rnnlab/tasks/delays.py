@@ -113,9 +113,8 @@ class DelayGrid:
         found = report.find(PROFILE, self.task, f"{cell}-T{delay}")
         return found.first() if found else None
 
-    def value(self, report: ReportContext, cell: str, delay: int) -> float | None:
-        """The finished run's test metric, or None."""
-        run = self.run(report, cell, delay)
+    def value(self, run) -> float | None:
+        """A finished run's test metric; None for no run."""
         return None if run is None else run.summary["test"][self.metric]
 
     def report_section(self, report: ReportContext, title: str) -> None:
@@ -125,6 +124,7 @@ class DelayGrid:
         if not found:
             return
         cells = list(dict.fromkeys(e.model.get("cell", "?") for e in found))
+        runs = {(cell, t): self.run(report, cell, t) for cell in cells for t in DELAYS}
         report.doc.heading(2, f"{title}: which cells remember across which delays")
         report.doc.paragraph(
             f"Each cell trained once per delay T on the same budget "
@@ -132,7 +132,7 @@ class DelayGrid:
             f"Test {self.metric_label}; a check mark where solved ({self.solved_rule}), "
             "with the training steps it took; a dash where the run has not finished.")
         report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
-                         [[cell.upper(), *[self.cell_text(report, cell, t) for t in DELAYS]]
+                         [[cell.upper(), *[self.cell_text(runs[cell, t]) for t in DELAYS]]
                           for cell in cells], right=range(1, len(DELAYS) + 1))
         baselines = [self.baseline(e.first().summary["test"]) for e in found if e.first()]
         if baselines:
@@ -140,51 +140,52 @@ class DelayGrid:
             span = f"{low:.4f}" if high - low < 5e-5 else f"{low:.4f} to {high:.4f} over these T"
             report.doc.paragraph(f"The memoryless baseline's {self.metric_label}: {span}.")
         if self.loss_table is not None:
-            self.loss_section(report, cells)
-        self.figures(report, cells, title)
+            self.loss_section(report, cells, runs)
+        self.figures(report, cells, runs, title)
 
-    def loss_section(self, report: ReportContext, cells: list[str]) -> None:
-        """Each run's test loss against the memoryless baseline's, by delay."""
+    def loss_section(self, report: ReportContext, cells: list[str], runs: dict) -> None:
+        """Each run's test loss against the memoryless baseline's, by delay (``runs``: the
+        finished run of each (cell, T), or None)."""
         key, label, baseline_key = self.loss_table
-        runs = {(cell, t): self.run(report, cell, t) for cell in cells for t in DELAYS}
 
-        def text(cell: str, t: int) -> str:
-            run = runs[cell, t]
-            return MISSING if run is None else f"{run.summary['test'][key]:.4f}"
+        def text(run, name: str) -> str:
+            return MISSING if run is None else f"{run.summary['test'][name]:.4f}"
 
-        baseline = [next((f"{r.summary['test'][baseline_key]:.4f}" for (_, d), r in runs.items()
-                          if d == t and r is not None), MISSING) for t in DELAYS]
+        # the baseline depends on T only: any cell's run at T has it
+        baseline = [text(next((runs[c, t] for c in cells if runs[c, t]), None), baseline_key)
+                    for t in DELAYS]
         report.doc.paragraph(f"Test {label} of the same runs; the last row is the memoryless "
                              "baseline's, which a cell below it has beaten.")
         report.doc.table(["cell", *[f"T = {t}" for t in DELAYS]],
-                         [[cell.upper(), *[text(cell, t) for t in DELAYS]] for cell in cells]
+                         [[cell.upper(), *[text(runs[cell, t], key) for t in DELAYS]]
+                          for cell in cells]
                          + [["baseline", *baseline]], right=range(1, len(DELAYS) + 1))
 
-    def cell_text(self, report: ReportContext, cell: str, delay: int) -> str:
-        """The test metric; where solved, a check mark and the steps it took (a run stops
-        once its validation set is solved)."""
-        value = self.value(report, cell, delay)
+    def cell_text(self, run) -> str:
+        """A run's test metric; where solved, a check mark and the steps it took (a run
+        stops once its validation set is solved); a dash for no run."""
+        value = self.value(run)
         if value is None:
             return MISSING
         if not self.solved(value):
             return f"{value:.4f}"
-        return f"{value:.4f} ✓ ({steps_trained(self.run(report, cell, delay)):,} steps)"
+        return f"{value:.4f} ✓ ({steps_trained(run):,} steps)"
 
-    def figures(self, report: ReportContext, cells: list[str], title: str) -> None:
+    def figures(self, report: ReportContext, cells: list[str], runs: dict, title: str) -> None:
         lines = []
         for cell in cells:
-            points = [(t, v) for t in DELAYS if (v := self.value(report, cell, t)) is not None]
+            points = [(t, v) for t in DELAYS if (v := self.value(runs[cell, t])) is not None]
             if points:
                 lines.append((cell.upper(), [t for t, _ in points], [v for _, v in points]))
         report.figure(f"{self.task}_by_delay.png", lambda path: plots.draw_lines(
             lines, path, xlabel="delay T", ylabel=f"test {self.metric_label}", log_x=True,
             title=f"{title}: test {self.metric_label} by delay ({self.solved_rule} is solved)")
             if lines else None, f"Test {self.metric_label} of each cell against the delay T.")
-        runs = [(cell.upper(), e.first().record) for cell in cells
-                for e in [report.find(PROFILE, self.task, f"{cell}-T{GRADIENT_DELAY}")]
-                if e is not None and e.first()]
+        at_gradient_delay = [(cell.upper(), run.record) for cell in cells
+                             if (run := self.run(report, cell, GRADIENT_DELAY)) is not None]
         report.figure(f"{self.task}_gradients.png", lambda path: plots.draw_gradient_norms(
-            runs, path, f"{title}, T = {GRADIENT_DELAY}: how far back the loss reaches"),
+            at_gradient_delay, path,
+            f"{title}, T = {GRADIENT_DELAY}: how far back the loss reaches"),
             f"The norm of dLoss/dh_t against the step t at T = {GRADIENT_DELAY} (log scale), "
             "at initialisation and after training, one line per cell: where a line falls to "
             "the left, the gradient from the answer no longer reaches the early steps.")
