@@ -91,12 +91,14 @@ def summarise(models: list[dict], picks: dict[str, dict],
         bare = rows["bare nn.*"]["train_seq_per_s"]
         stock = rows["rnnlab stock fp32"]["train_seq_per_s"]
         pick = picks[m["model"]]
-        default = rows.get(f"rnnlab {pick['path']} fp32") or rows["rnnlab stock fp32"]
-        entry = {"default_backend": pick["path"], "auto": pick,
-                 "stock_trainer_over_bare": stock / bare,
+        # auto's path and precision (precision auto: bf16 only where this CPU has it)
+        default = (rows.get(f"rnnlab {pick['path']} {pick.get('precision', 'fp32')}")
+                   or rows["rnnlab stock fp32"])
+        entry = {"default_backend": pick["path"], "default_method": default["method"],
+                 "auto": pick, "stock_trainer_over_bare": stock / bare,
                  "default_over_bare": default["train_seq_per_s"] / bare,
                  "default_over_stock": default["train_seq_per_s"] / stock,
-                 "default_share_of_fp32_ceiling": default["train_share"]}
+                 "default_share_of_fp32_ceiling": default["train_share_fp32"]}
         if plain and m["model"] in plain:
             entry["default_over_bare_plain"] = default["train_seq_per_s"] / plain[m["model"]]
         if "reference pipeline" in rows:
@@ -109,9 +111,11 @@ def summarise(models: list[dict], picks: dict[str, dict],
 
 
 def pick_text(pick: dict) -> str:
-    """``compiled (measured: stock 70.1, compiled 47.3 ms)``, as the table says it."""
+    """``compiled bf16 (measured: stock fp32 70.1, compiled fp32 47.3, ... ms)``, as the
+    table says it."""
     ms = ", ".join(f"{path} {value:.1f}" for path, value in pick["ms_per_step"].items())
-    return f"{pick['path']} ({pick['why']}{': ' + ms + ' ms' if ms else ''})"
+    return (f"{pick['path']} {pick.get('precision', 'fp32')} "
+            f"({pick['why']}{': ' + ms + ' ms' if ms else ''})")
 
 
 def target_text(model: str, ratio: float | None) -> str:
@@ -141,7 +145,8 @@ def long_markdown(rows: list[dict]) -> list[str]:
              "ms per time step | ratio | target |", "|---|---|---:|---|---:|---:|---|"]
     for r in rows:
         at = [r["by_steps"][steps] for steps, _ in throughput.LONG_SHAPES]
-        paths = [f"{a['backend']['path']} ({a['backend']['why']})" for a in at]
+        paths = [f"{a['backend']['path']} {a['backend'].get('precision', 'fp32')} "
+                 f"({a['backend']['why']})" for a in at]
         lines.append(f"| {r['cell']} | {paths[0]} | {at[0]['ms_per_time_step']:.4f} | "
                      f"{paths[1]} | {at[1]['ms_per_time_step']:.4f} | {r['ratio']:.2f} | "
                      f"{'met' if r['meets_target'] else 'missed'} |")
@@ -170,9 +175,11 @@ def markdown(result: dict) -> str:
                          f"{fmt(r['infer_seq_per_s'])} | {r['compile_seconds']:.1f} |")
     if not result["models"][0]["mnist"]:
         lines += ["", "(MNIST not fetched: random stand-in images of the same shape.)"]
-    lines += ["", "auto picks: what `--backend auto` chooses for a 7-epoch batch-500 run, "
-              "and why (layer ms per training step as timed for the choice); default: that "
-              "path's row above; bare: the bare nn.* row above, in this process, which keeps "
+    lines += ["", "auto picks: what `--backend auto --precision auto` (the defaults) chooses "
+              "for a 7-epoch batch-500 run, and why (layer ms per training step as timed for "
+              "the choice; bf16 is timed only on a CPU with bf16 matmul hardware); default: "
+              "that path's row above, its GFLOP/s counted against the fp32 ceiling; bare: "
+              "the bare nn.* row above, in this process, which keeps "
               "freed memory as rnnlab's runs do; bare (plain process): the same loop in a "
               "fresh Python process with glibc's default allocator settings, as a user's own "
               "script runs it (bench/bare_plain.py), the median over "

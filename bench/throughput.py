@@ -270,6 +270,7 @@ def run_models(names, threads: int, ceiling_gflops: dict, steps: int, rounds: in
             row["train_gflops"] = row["train_seq_per_s"] * per_seq
             precision = "bf16" if row["method"].endswith("bf16") else "fp32"
             row["train_share"] = row["train_gflops"] / ceiling_gflops[precision]
+            row["train_share_fp32"] = row["train_gflops"] / ceiling_gflops["fp32"]
             if row["infer_seq_per_s"]:
                 row["infer_gflops"] = row["infer_seq_per_s"] * per_seq / 3
                 row["infer_share"] = row["infer_gflops"] / ceiling_gflops[precision]
@@ -281,7 +282,7 @@ def run_models(names, threads: int, ceiling_gflops: dict, steps: int, rounds: in
 
 # -- what auto picks, and its cost on long sequences ----------------------------------
 def auto_pick(cell: str, hidden: int, bi: bool, cache: TuneCache,
-              precision: str = "fp32") -> dict:
+              precision: str = "auto") -> dict:
     """What ``--backend auto`` picks for a 7-epoch, batch-500 row-MNIST run of this model,
     and why (the run record's ``backend`` entry), timed now unless ``cache`` has it."""
     rnn = get_cell(cell).make(input_size=28, hidden_size=hidden, bidirectional=bi)
@@ -296,7 +297,7 @@ def default_path_ms(cell: str, steps: int, features: int, cache: TuneCache) -> d
     torch.manual_seed(0)
     model = SequenceClassifier(ModelConfig(cell=cell, input_size=features,
                                            hidden_size=LONG_HIDDEN))
-    use_backend(model, "auto", "fp32", train_steps=LONG_TRAIN_STEPS, log=quiet,
+    use_backend(model, "auto", "auto", train_steps=LONG_TRAIN_STEPS, log=quiet,
                 tune_cache=cache)
     x = torch.randn(LONG_BATCH, steps, features)
 

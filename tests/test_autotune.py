@@ -15,12 +15,14 @@ from rnnlab.core import autotune, backends
 from rnnlab.core.autotune import (
     NOISE_MARGIN,
     AutotuneCacheWarning,
+    Choice,
     Measurer,
     Timing,
     TuneCache,
     TuneKey,
     choose,
     pick,
+    pick_precision,
 )
 from rnnlab.core.backends import Kernels, backend_record, runner_of, tune_key, use_backend
 from rnnlab.core.cells import cell_of
@@ -157,6 +159,41 @@ def test_an_unwritable_cache_costs_a_warning_not_the_run(tmp_path):
     assert any("not kept" in str(w.message) for w in caught)
 
 
+# -- precision auto ------------------------------------------------------------------------
+def timed(path, precision, ms, why="measured"):
+    other = "compiled" if path == "stock" else "stock"
+    return Choice(path, why, {path: ms, other: ms * 1.5}, precision=precision)
+
+
+def test_bf16_is_picked_only_when_faster_than_fp32_beyond_the_noise():
+    fp32 = timed("stock", "fp32", 10.0)
+    bf16 = timed("compiled", "bf16", 6.0, why="cached")
+    picked = pick_precision({"fp32": fp32, "bf16": bf16})
+    assert (picked.path, picked.precision, picked.why) == ("compiled", "bf16", "measured")
+    assert picked.ms_per_step == {"stock fp32": 10.0, "compiled fp32": 15.0,
+                                  "compiled bf16": 6.0, "stock bf16": 9.0}
+    near = timed("stock", "bf16", 10.0 * (1 - NOISE_MARGIN))
+    assert pick_precision({"fp32": fp32, "bf16": near}).precision == "fp32"
+    assert pick_precision({"fp32": fp32, "bf16": timed("stock", "bf16", 12.0)}).precision == "fp32"
+
+
+def test_an_untimed_fp32_choice_stands_alone():
+    short = Choice("stock", "short run", {"stock": 1.0}, precision="fp32")
+    assert pick_precision({"fp32": short}) is short
+    assert pick_precision({"fp32": timed("stock", "fp32", 10.0)}).ms_per_step == {
+        "stock": 10.0, "compiled": 15.0}  # one precision timed: its own names
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512f", ("fp32",)),
+                                                  ("avx512f avx512_bf16", ("fp32", "bf16")),
+                                                  ("amx_bf16 amx_tile", ("fp32", "bf16"))])
+def test_auto_times_bf16_only_with_bf16_hardware(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"model name\t: Test CPU\nflags\t\t: fpu {flags}\n")
+    assert backends.auto_precisions(str(cpuinfo)) == expected
+    assert backends.auto_precisions(str(tmp_path / "missing")) == ("fp32",)
+
+
 def test_time_steps_takes_medians_of_turns():
     ticks = iter(range(1000))
     calls = []
@@ -192,8 +229,44 @@ def test_the_runner_records_what_it_chose_and_why(fake_timing):
     second = auto_model()
     assert runner_of(second.rnn).choice.why == "cached" and fake_timing.measures == 1
     assert backend_record(second, "auto") == {
-        "requested": "auto", "path": "compiled", "why": "cached",
+        "requested": "auto", "path": "compiled", "precision": "fp32", "why": "cached",
         "ms_per_step": {"stock": 10.0, "compiled": 6.0}, "compile_seconds": 3.0}
+
+
+def test_precision_auto_trains_in_what_timed_faster(monkeypatch):
+    """bf16 timed faster (fake times per precision): the layer trains under bf16 autocast
+    and the record says so; where the CPU has no bf16 hardware, fp32 and one timing."""
+    fakes = {"fp32": FakeMeasurer(stock_ms=10.0, compiled_ms=12.0),
+             "bf16": FakeMeasurer(stock_ms=6.0, compiled_ms=8.0)}
+    monkeypatch.setattr(backends, "layer_measurer",
+                        lambda rnn, shape, precision, log=None: fakes[precision].measurer())
+    monkeypatch.setattr(backends, "auto_precisions", lambda: ("fp32", "bf16"))
+    torch.manual_seed(0)
+    model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    use_backend(model, "auto", "auto", train_steps=10_000, log=lambda _line: None)
+    model(torch.randn(3, 5, 28))
+    runner = runner_of(model.rnn)
+    assert (runner.resolved, runner.run_precision) == ("stock", "bf16")
+    record = backend_record(model, "auto")
+    assert (record["path"], record["precision"], record["why"]) == ("stock", "bf16", "measured")
+    assert record["ms_per_step"]["stock bf16"] == 6.0
+    with runner.autocast("cpu"):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(backends, "auto_precisions", lambda: ("fp32",))
+    other = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    use_backend(other, "auto", "auto", train_steps=10_000, log=lambda _line: None)
+    other(torch.randn(3, 5, 28))
+    assert backend_record(other, "auto")["precision"] == "fp32"
+    assert fakes["bf16"].measures == 1  # the cache served fp32 the second time
+
+
+def test_precision_auto_with_a_named_backend_is_fp32():
+    model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
+    use_backend(model, "compiled", "auto")
+    assert backend_record(model, "compiled")["precision"] == "fp32"
+    use_backend(model, "stock", "auto")  # plain nn.LSTM in fp32: no runner at all
+    assert runner_of(model.rnn) is None
 
 
 def test_slower_compiled_keeps_auto_on_stock(fake_timing):
@@ -205,7 +278,8 @@ def test_slower_compiled_keeps_auto_on_stock(fake_timing):
 def test_forced_and_unsupported_layers_say_so(fake_timing):
     model = SequenceClassifier(ModelConfig(cell="lstm", hidden_size=8))
     assert backend_record(model, "stock") == {"requested": "stock", "path": "stock",
-                                              "why": "forced", "ms_per_step": {}}
+                                              "precision": "fp32", "why": "forced",
+                                              "ms_per_step": {}}
     use_backend(model, "compiled")
     model(torch.randn(3, 5, 28))
     assert backend_record(model, "compiled")["why"] == "forced"

@@ -260,7 +260,7 @@ def test_bf16_stock_is_autocast(tmp_path, monkeypatch):
 def test_unknown_choices_fail_loudly():
     with pytest.raises(UserError, match="auto, stock, compiled"):
         TrainConfig(backend="cuda")
-    with pytest.raises(UserError, match="fp32, bf16, fp16"):
+    with pytest.raises(UserError, match="auto, fp32, bf16, fp16"):
         TrainConfig(precision="fp8")
     with pytest.raises(UserError, match="auto, stock, compiled"):
         use_backend(SequenceClassifier(ModelConfig()), "fast")
@@ -275,7 +275,7 @@ def test_train_flags_reach_the_config():
     cfg = TrainConfig(backend=args.backend, precision=args.precision)
     assert (cfg.backend, cfg.precision) == ("compiled", "bf16")
     args = build_parser().parse_args(["train", "mnist"])
-    assert (args.backend, args.precision) == ("auto", "fp32")
+    assert (args.backend, args.precision) == ("auto", "auto")
 
 
 def test_gflop_count():

@@ -37,7 +37,7 @@ def test_the_markdown_names_each_run_and_the_summary():
 
 def fake_model(name: str, seq_per_s: dict[str, float]) -> dict:
     return {"model": name, "rows": [{"method": method, "train_seq_per_s": value,
-                                     "train_share": 0.5}
+                                     "train_share": 0.5, "train_share_fp32": 0.5}
                                     for method, value in seq_per_s.items()]}
 
 
@@ -50,6 +50,15 @@ def test_the_plain_process_ratio_divides_the_default_path_by_the_plain_bare_loop
     assert entry["default_over_bare_plain"] == 2.0
     assert entry["default_over_stock"] == 150.0 / 98.0
     assert "default_over_bare_plain" not in summarise(models, picks)["LSTM"]
+
+
+def test_the_default_row_is_autos_path_in_autos_precision():
+    models = [fake_model("LSTM", {"bare nn.*": 100.0, "rnnlab stock fp32": 98.0,
+                                  "rnnlab stock bf16": 200.0, "rnnlab compiled fp32": 90.0})]
+    (entry,) = summarise(models, {"LSTM": {"path": "stock", "precision": "bf16"}}).values()
+    assert (entry["default_method"], entry["default_over_bare"]) == ("rnnlab stock bf16", 2.0)
+    (entry,) = summarise(models, {"LSTM": {"path": "stock"}}).values()  # an old record
+    assert entry["default_method"] == "rnnlab stock fp32"
 
 
 def test_the_issue_17_column_says_met_or_missed():

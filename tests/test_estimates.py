@@ -56,3 +56,13 @@ def test_the_signature_ignores_the_seed_only(experiments):
 def test_an_unreadable_cache_is_ignored(tmp_path, experiments):
     (tmp_path / "times.json").write_text("not json")
     assert EpochTimes(tmp_path / "times.json").entries == {}
+
+
+@pytest.mark.parametrize("profile", ["all", "long-range", "long-range-recipes"])
+def test_every_experiment_trains_in_fp32(profile):
+    """reproduce's numbers compare across machines: precision auto (bf16 on some CPUs
+    only) is pinned to fp32, and a precision a recipe names is kept."""
+    assert {e.train.precision for e in catalogue(profile)} == {"fp32"}
+    exp = catalogue("reference", ablations=False)[0]
+    assert replace(exp, train=replace(exp.train, precision="auto")).train.precision == "fp32"
+    assert replace(exp, train=replace(exp.train, precision="bf16")).train.precision == "bf16"

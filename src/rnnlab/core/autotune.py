@@ -20,6 +20,11 @@ bound once inductor's on-disk cache is warm). A run shorter on stock than measur
 measuring would more than double it (a ``--dry-run``, a test, a toy run). Any longer run
 is timed on its first use, since the times are kept for every later run of its shape.
 
+With ``--precision auto`` (the default), the choice is made in each precision a run may
+train in here (fp32, and bf16 on a CPU with bf16 matmul hardware), each under its own
+key, and :func:`pick_precision` takes bf16 only where its picked step beats fp32's by
+more than :data:`NOISE_MARGIN`.
+
 This module knows nothing about how a path runs: :mod:`rnnlab.core.backends` hands it
 one step function per path (:func:`time_steps`) or a whole measurement (:func:`choose`).
 """
@@ -32,7 +37,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -143,10 +148,21 @@ class Choice:
     ms_per_step: Mapping[str, float] = field(default_factory=dict)
     compile_seconds: float = 0.0
     detail: str = ""
+    precision: str = "fp32"  # what the layer trains in: the run's, or --precision auto's pick
+
+    @property
+    def timed(self) -> bool:
+        """Whether the path was picked on times (measured now or read from the cache)."""
+        return self.why in ("measured", "cached")
+
+    def step_ms(self) -> float:
+        """The picked path's milliseconds per training step (timed choices only)."""
+        return self.ms_per_step[self.path]
 
     def record(self, requested: str) -> dict:
         """The run record's ``backend`` entry."""
-        found = {"requested": requested, "path": self.path, "why": self.why,
+        found = {"requested": requested, "path": self.path, "precision": self.precision,
+                 "why": self.why,
                  "ms_per_step": {p: round(v, 3) for p, v in self.ms_per_step.items()}}
         if self.compile_seconds:
             found["compile_seconds"] = round(self.compile_seconds, 2)
@@ -170,6 +186,22 @@ def pick(timing: Timing, train_steps: int, compile_seconds: float) -> str:
         return "stock"
     saved_seconds = (stock - compiled) / 1e3 * train_steps
     return "compiled" if saved_seconds >= compile_seconds else "stock"
+
+
+def pick_precision(choices: Mapping[str, Choice]) -> Choice:
+    """``--precision auto``'s choice among the path choices made in each precision, fp32's
+    first: another precision only where its picked step beats fp32's picked step by more
+    than the noise margin (the fastest such); fp32's choice where it was not timed (a short
+    run, a layer compiled cannot run). The returned times name path and precision."""
+    fp32 = choices["fp32"]
+    timed = [choice for choice in choices.values() if choice.timed]
+    if not fp32.timed or len(timed) == 1:
+        return fp32
+    faster = [c for c in timed if c.step_ms() < fp32.step_ms() * (1 - NOISE_MARGIN)]
+    best = min(faster, key=Choice.step_ms) if faster else fp32
+    times = {f"{path} {c.precision}": ms for c in timed for path, ms in c.ms_per_step.items()}
+    why = "measured" if any(c.why == "measured" for c in timed) else "cached"
+    return replace(best, why=why, ms_per_step=times)
 
 
 def time_steps(steps: Mapping[str, Callable[[], None]],
@@ -260,25 +292,29 @@ def choose(key: TuneKey, train_steps: int, measurer: Measurer, cache: TuneCache,
            log: Callable[[str], None] | None = None) -> Choice:
     """The path for a layer that both paths can run: from the cache when it has ``key``,
     else measured (and cached), else stock for a run too short to time."""
+    precision = key.precision
     cached = cache.get(key)
     if cached is not None:
         path = pick(cached, train_steps, cached.compile_seconds)
-        return Choice(path, "cached", cached.ms_per_step, cached.compile_seconds)
+        return Choice(path, "cached", cached.ms_per_step, cached.compile_seconds,
+                      precision=precision)
     stock_seconds = measurer.estimate()
     cost = measuring_seconds(stock_seconds, cache.compile_estimate(key))
     if stock_seconds * train_steps < cost:
         return Choice("stock", "short run", {"stock": 1e3 * stock_seconds},
                       detail=f"about {stock_seconds * train_steps:.1f} s on stock, shorter "
-                      f"than timing the paths (about {cost:.1f} s)")
+                      f"than timing the paths (about {cost:.1f} s)", precision=precision)
     if log is not None:
         log(f"rnnlab: timing the stock and compiled paths for {key.shape()} (once per "
             "machine; cached)")
     timing = measurer.measure(PATHS)
     if "compiled" not in timing.ms_per_step:  # it failed to compile: nothing worth keeping
-        return Choice("stock", "compile failed", timing.ms_per_step)
+        return Choice("stock", "compile failed", timing.ms_per_step, precision=precision)
     cache.put(key, timing)
     path = pick(timing, train_steps, 0.0)  # compiled already: nothing left to repay
     if log is not None:
         times = ", ".join(f"{p} {ms:.1f} ms" for p, ms in timing.ms_per_step.items())
-        log(f"rnnlab: a training step of the layer takes {times}: training on {path}")
-    return Choice(path, "measured", timing.ms_per_step, timing.compile_seconds)
+        log(f"rnnlab: a training step of the layer in {precision} takes {times}: {path} is "
+            "the faster")
+    return Choice(path, "measured", timing.ms_per_step, timing.compile_seconds,
+                  precision=precision)

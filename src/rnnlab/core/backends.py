@@ -34,7 +34,10 @@ cell that declares no kernels trains on its stock module.
 :func:`use_backend` attaches a :class:`RecurrentRunner` to every recurrent layer
 of a model; :func:`rnnlab.core.models.run_recurrent` calls it when present. ``auto``
 (the default) takes the path measured fastest on this machine for the layer's shapes
-(:mod:`rnnlab.core.autotune`; :func:`auto_choice`), on the CPU; elsewhere stock.
+(:mod:`rnnlab.core.autotune`; :func:`auto_choice`), on the CPU; elsewhere stock. With
+precision ``auto`` (the default too) it times each path in fp32 and, where the CPU has
+bfloat16 matmul hardware, in bf16, and trains in bf16 only where that was faster by more
+than the timing noise; the run record says which precision and path trained, and why.
 """
 
 from __future__ import annotations
@@ -51,13 +54,24 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from rnnlab.core.autotune import Choice, Measurer, Timing, TuneCache, TuneKey, choose, time_steps
+from rnnlab.core.autotune import (
+    Choice,
+    Measurer,
+    Timing,
+    TuneCache,
+    TuneKey,
+    choose,
+    pick_precision,
+    time_steps,
+)
 from rnnlab.core.cells import Cell, cell_of, get_cell
 from rnnlab.core.errors import check_choice
 from rnnlab.core.models import final_hidden
 
 BACKENDS = ("auto", "stock", "compiled")
-PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: with a gradient scaler (core.train), for CUDA
+# auto: fp32, or bf16 where the CPU has bf16 matmul hardware and bf16 timed faster (with
+# --backend auto); fp16: with a gradient scaler (core.train), for CUDA
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # CPU flags of bfloat16 matmul hardware; without either, oneDNN emulates bf16 matmuls
@@ -550,7 +564,8 @@ class RecurrentRunner:
     """How one recurrent layer runs: backend and precision; called as ``runner(rnn, x, lengths)``.
 
     ``backend`` is ``stock``, ``compiled`` or ``auto``; ``auto`` decides at the first
-    full-length training batch (see :func:`auto_choice`). Batches with ``lengths``
+    full-length training batch (see :func:`auto_choice`), and so does ``precision`` auto
+    with it (fp32 until then, and with a named backend). Batches with ``lengths``
     (packed sequences) and forward passes without gradients always run stock.
     ``choice`` says which path trains and why (None until ``auto`` has decided).
     """
@@ -563,8 +578,11 @@ class RecurrentRunner:
         self.backend, self.precision, self.train_steps = backend, precision, train_steps
         self.log, self.tune_cache = log, tune_cache
         self.kernels: Kernels | None = None
+        # what the layer runs in: auto's pick replaces fp32 at the first batch
+        self.run_precision = "fp32" if precision == "auto" else precision
         self.resolved: str | None = None if backend == "auto" else backend  # set at the first batch
-        self.choice: Choice | None = None if backend == "auto" else Choice(backend, "forced")
+        self.choice: Choice | None = (None if backend == "auto" else
+                                      Choice(backend, "forced", precision=self.run_precision))
 
     def __call__(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor | None, stock: Callable):
         # without gradients (evaluation) stock is the faster forward (docs/benchmarks.md)
@@ -572,19 +590,19 @@ class RecurrentRunner:
             self.fall_back("kernel failed", self.kernels.failed)
         full_training_batch = lengths is None and torch.is_grad_enabled()
         if full_training_batch and self.resolve(rnn, x) == "compiled":
-            return compiled_forward(rnn, x, self.kernels, DTYPES[self.precision])
+            return compiled_forward(rnn, x, self.kernels, DTYPES[self.run_precision])
         with self.autocast(x.device.type):
             out, h_n = stock(rnn, x, lengths)
         return out.float(), h_n.float()
 
     def autocast(self, device_type: str):
-        return precision_context(self.precision, device_type)
+        return precision_context(self.run_precision, device_type)
 
     def resolve(self, rnn: nn.RNNBase, x: Tensor) -> str:
         if self.resolved is None:
             self.choice = auto_choice(rnn, x, self.train_steps, self.precision, self.log,
                                       self.tune_cache)
-            self.resolved = self.choice.path
+            self.resolved, self.run_precision = self.choice.path, self.choice.precision
         if self.resolved == "compiled" and self.kernels is None:
             reason = supports(rnn)
             if reason is not None:
@@ -592,7 +610,7 @@ class RecurrentRunner:
                     warn(f"the compiled backend does not support {reason}; using stock")
                 self.fall_back("not supported", reason)
                 return self.resolved
-            self.kernels = compile_kernels(rnn, DTYPES[self.precision], x, self.log)
+            self.kernels = compile_kernels(rnn, DTYPES[self.run_precision], x, self.log)
             if self.kernels is None:
                 self.fall_back("compile failed")
         return self.resolved
@@ -615,16 +633,43 @@ def auto_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: 
                 log: Callable[[str], None] | None = None,
                 cache: TuneCache | None = None) -> Choice:
     """``auto``'s path for ``rnn`` at ``x``'s shape (B, T, F) in a run of ``train_steps``
-    steps: stock off the CPU (cuDNN's or MPS's own), where compiled cannot run the layer,
-    or when the run's length is unknown; otherwise the measured or cached choice
-    (:func:`rnnlab.core.autotune.choose`; ``cache``: the user cache by default)."""
+    steps, in ``precision``; for ``auto`` precision, the path and precision among
+    :func:`auto_precisions` (:func:`rnnlab.core.autotune.pick_precision`)."""
+    if precision != "auto":
+        return path_choice(rnn, x, train_steps, precision, log, cache)
+    choices: dict[str, Choice] = {}
+    for candidate in auto_precisions():
+        choices[candidate] = path_choice(rnn, x, train_steps, candidate, log, cache)
+        if not choices[candidate].timed:  # a short run, off the CPU, ...: fp32, untimed
+            break
+    choice = pick_precision(choices)
+    if len(choices) > 1:
+        (log or _stderr)(f"rnnlab: training in {choice.precision} on {choice.path}")
+    return choice
+
+
+def auto_precisions(path: str = CPUINFO) -> tuple[str, ...]:
+    """The precisions ``--precision auto`` times: fp32, and bf16 where the CPU's flags
+    show bf16 matmul hardware (:data:`BF16_FLAGS`; elsewhere oneDNN emulates it, slower)."""
+    flags = cpu_flags(path)
+    return ("fp32", "bf16") if flags and flags.intersection(BF16_FLAGS) else ("fp32",)
+
+
+def path_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str,
+                log: Callable[[str], None] | None = None,
+                cache: TuneCache | None = None) -> Choice:
+    """``auto``'s path for ``rnn`` trained in ``precision``: stock off the CPU (cuDNN's or
+    MPS's own), where compiled cannot run the layer, or when the run's length is unknown;
+    otherwise the measured or cached choice (:func:`rnnlab.core.autotune.choose`;
+    ``cache``: the user cache by default)."""
     if x.device.type != "cpu":
-        return Choice("stock", "off the CPU", detail=f"{x.device.type}: the stock module's own")
+        return Choice("stock", "off the CPU", detail=f"{x.device.type}: the stock module's own",
+                      precision=precision)
     reason = supports(rnn)
     if reason is not None:
-        return Choice("stock", "not supported", detail=reason)
+        return Choice("stock", "not supported", detail=reason, precision=precision)
     if train_steps is None:
-        return Choice("stock", "run length unknown")
+        return Choice("stock", "run length unknown", precision=precision)
     measurer = layer_measurer(rnn, tuple(x.shape), precision, log)
     return choose(tune_key(rnn, x.shape, precision), train_steps, measurer,
                   cache if cache is not None else TuneCache(), log or _stderr)
@@ -726,7 +771,7 @@ def use_backend(model: nn.Module, backend: str = "stock", precision: str = "fp32
     runners = []
     for module in model.modules():
         if isinstance(module, nn.RNNBase):
-            if backend == "stock" and precision == "fp32":
+            if backend == "stock" and precision in ("fp32", "auto"):  # auto: fp32 on stock
                 module.__dict__.pop("rnnlab_runner", None)
                 continue
             runner = RecurrentRunner(backend, precision, train_steps, log, tune_cache)

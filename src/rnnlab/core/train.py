@@ -56,9 +56,11 @@ class TrainConfig:
         "auto", "recurrent layer: stock nn.*, a torch.compile'd step loop, or auto: the one "
         "timed faster on this machine for the run's shapes, cached (docs/benchmarks.md)",
         choices=BACKENDS)
-    precision: str = setting("fp32", "bf16: bfloat16 matmuls (autocast), float32 weights and "
-                             "cell state; fp16: float16 autocast with a gradient scaler (for "
-                             "CUDA)", choices=PRECISIONS)
+    precision: str = setting(
+        "auto", "auto: with backend auto, bf16 where this CPU has bf16 matmul hardware and it "
+        "timed faster, else fp32 (the run record says which); bf16: bfloat16 matmuls "
+        "(autocast), float32 weights and cell state; fp16: float16 autocast with a gradient "
+        "scaler (for CUDA)", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
@@ -445,7 +447,9 @@ def fit(model: nn.Module, train: BatchSource, valid: Sequence[Batch], objective:
     """
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * train.num_batches())
-    use_backend(model, cfg.backend, cfg.precision, train_steps=cfg.epochs * train.num_batches())
+    # ranks time on their own: auto precision could differ between them, so they keep fp32
+    precision = "fp32" if cfg.precision == "auto" and ranks.active else cfg.precision
+    use_backend(model, cfg.backend, precision, train_steps=cfg.epochs * train.num_batches())
     trained = wrap(model, ranks)  # DDP around the model when several ranks train it
     scaler = torch.amp.GradScaler(device_of(model).type) if cfg.precision == "fp16" else None
     state = FitState()

@@ -86,6 +86,12 @@ class Experiment:
     reference_curve: tuple[float, ...] | None = None  # the reference's validation curve, percent
     target: float | None = None  # tuned: the accuracy asked for, percent
 
+    def __post_init__(self) -> None:
+        # reproduce's numbers are compared across machines and with the exercise's: fp32
+        # on every machine, where precision auto would train bf16 on some CPUs only
+        if self.train.precision == "auto":
+            object.__setattr__(self, "train", replace(self.train, precision="fp32"))
+
     @property
     def id(self) -> str:
         return f"{self.profile}/{self.task}/{self.name}"
