@@ -60,3 +60,18 @@ def test_the_same_command_resumes_an_old_run_as_finished(old_runs, capsys):
                  "--no-figures", "--out", str(sweep), "--threads", "1"]) == 0
     assert "test accuracy 12.50% on 200 sequences" in capsys.readouterr().out
     assert (sweep / "hidden-4" / "metrics.csv").read_bytes() == before
+
+
+def test_precision_auto_resumes_a_run_in_the_precision_it_began_in(tmp_path, capsys):
+    """A run made in bf16 (named) is found again by a command that leaves the precision at
+    auto: resumed, not refused, and its config is unchanged."""
+    args = ["train", "recall", "--quiet", "--hidden", "4", "--no-figures", "--threads", "1",
+            "--out", str(tmp_path / "run"), "--train-size", "20", "--valid-size", "20",
+            "--test-size", "20", "--batch-size", "10"]
+    assert main([*args, "--epochs", "1", "--precision", "bf16"]) == 0
+    run = tmp_path / "run" / "hidden-4"
+    config = (run / "config.json").read_text()
+    assert main([*args, "--epochs", "1", "--resume"]) == 0  # finished: found, not refused
+    assert (run / "config.json").read_text() == config
+    summary = rnnlab.load(run).summary
+    assert summary["backend"]["precision"] == "bf16"

@@ -795,7 +795,8 @@ def backend_record(model: nn.Module, requested: str) -> dict:
             return runner.choice.record(requested)
         if runner is not None:
             return Choice("stock", "no full-length training batch",
-                          detail="packed batches run stock").record(requested)
+                          detail="packed batches run stock",
+                          precision=runner.run_precision).record(requested)
     if requested == "stock":
         return Choice("stock", "forced").record(requested)
     layer = next((m for m in model.modules() if cell_of(m) is not None), None)

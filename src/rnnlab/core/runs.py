@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -104,6 +104,19 @@ def saved_config(record: RunRecord) -> dict:
             "train": {**TrainConfig().to_dict(), **train}}
 
 
+def with_saved_precision(plan: RunPlan) -> RunPlan:
+    """``plan`` resuming a run whose record names its precision where the plan asks for
+    ``auto`` (a run begun before auto was the default, or with fp32 or bf16 named): the run
+    goes on in the precision it began in, and the same command still resumes it."""
+    if not (plan.resume and plan.train.precision == "auto"
+            and (plan.out / "config.json").is_file()):
+        return plan
+    saved = saved_config(RunRecord.open(plan.out))["train"].get("precision")
+    if saved in (None, "auto"):
+        return plan
+    return replace(plan, train=replace(plan.train, precision=saved))
+
+
 def open_record(plan: RunPlan) -> RunRecord:
     """A new record, or with ``resume`` the existing one after checking it is the same run."""
     if plan.resume:
@@ -135,6 +148,7 @@ def execute_run(plan: RunPlan, build_data: Callable[[], TaskData],
     check(plan.train.batch_size >= ranks.world, "batch_size",
           f"({plan.train.batch_size}) must be at least the number of ranks ({ranks.world}): "
           "each global batch is split among them")
+    plan = with_saved_precision(plan)
     record = ranks.on_main(lambda: open_record(plan)) or RunRecord.open(plan.out)
     if plan.resume and record.is_complete:
         return record.summary() if ranks.main else {}
