@@ -105,6 +105,10 @@ def test_a_run_shorter_than_timing_it_is_not_timed(tmp_path):
     assert (choice.path, choice.why, fake.measures) == ("stock", "short run", 0)
     assert "5.1 s" in choice.detail and not cache.path.exists()
     assert choose(key(), 509, fake.measurer(), cache).why == "measured"
+    # precision auto times each precision: twice the cost, so twice the steps to be timed
+    fresh = TuneCache(tmp_path / "fresh.json")
+    assert choose(key(), 1015, fake.measurer(), fresh, timings=2).why == "short run"
+    assert choose(key(), 1017, fake.measurer(), fresh, timings=2).why == "measured"
 
 
 def test_the_compile_estimate_is_this_machines_recorded_median(tmp_path):

@@ -289,9 +289,11 @@ class Measurer:
 
 
 def choose(key: TuneKey, train_steps: int, measurer: Measurer, cache: TuneCache,
-           log: Callable[[str], None] | None = None) -> Choice:
+           log: Callable[[str], None] | None = None, timings: int = 1) -> Choice:
     """The path for a layer that both paths can run: from the cache when it has ``key``,
-    else measured (and cached), else stock for a run too short to time."""
+    else measured (and cached), else stock for a run too short to time. ``timings``: how
+    many such measurements the run's choice takes (``--precision auto``: one a precision),
+    each counted in what timing would cost the run."""
     precision = key.precision
     cached = cache.get(key)
     if cached is not None:
@@ -299,7 +301,7 @@ def choose(key: TuneKey, train_steps: int, measurer: Measurer, cache: TuneCache,
         return Choice(path, "cached", cached.ms_per_step, cached.compile_seconds,
                       precision=precision)
     stock_seconds = measurer.estimate()
-    cost = measuring_seconds(stock_seconds, cache.compile_estimate(key))
+    cost = timings * measuring_seconds(stock_seconds, cache.compile_estimate(key))
     if stock_seconds * train_steps < cost:
         return Choice("stock", "short run", {"stock": 1e3 * stock_seconds},
                       detail=f"about {stock_seconds * train_steps:.1f} s on stock, shorter "

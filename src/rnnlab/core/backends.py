@@ -638,8 +638,10 @@ def auto_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: 
     if precision != "auto":
         return path_choice(rnn, x, train_steps, precision, log, cache)
     choices: dict[str, Choice] = {}
-    for candidate in auto_precisions():
-        choices[candidate] = path_choice(rnn, x, train_steps, candidate, log, cache)
+    candidates = auto_precisions()
+    for candidate in candidates:
+        choices[candidate] = path_choice(rnn, x, train_steps, candidate, log, cache,
+                                         timings=len(candidates))
         if not choices[candidate].timed:  # a short run, off the CPU, ...: fp32, untimed
             break
     choice = pick_precision(choices)
@@ -657,11 +659,11 @@ def auto_precisions(path: str = CPUINFO) -> tuple[str, ...]:
 
 def path_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str,
                 log: Callable[[str], None] | None = None,
-                cache: TuneCache | None = None) -> Choice:
+                cache: TuneCache | None = None, timings: int = 1) -> Choice:
     """``auto``'s path for ``rnn`` trained in ``precision``: stock off the CPU (cuDNN's or
     MPS's own), where compiled cannot run the layer, or when the run's length is unknown;
     otherwise the measured or cached choice (:func:`rnnlab.core.autotune.choose`;
-    ``cache``: the user cache by default)."""
+    ``cache``: the user cache by default; ``timings``: how many precisions are timed)."""
     if x.device.type != "cpu":
         return Choice("stock", "off the CPU", detail=f"{x.device.type}: the stock module's own",
                       precision=precision)
@@ -672,7 +674,7 @@ def path_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: 
         return Choice("stock", "run length unknown", precision=precision)
     measurer = layer_measurer(rnn, tuple(x.shape), precision, log)
     return choose(tune_key(rnn, x.shape, precision), train_steps, measurer,
-                  cache if cache is not None else TuneCache(), log or _stderr)
+                  cache if cache is not None else TuneCache(), log or _stderr, timings)
 
 
 def tune_key(rnn: nn.RNNBase, shape: tuple[int, ...], precision: str,
