@@ -92,8 +92,7 @@ def summarise(models: list[dict], picks: dict[str, dict],
         stock = rows["rnnlab stock fp32"]["train_seq_per_s"]
         pick = picks[m["model"]]
         # auto's path and precision (precision auto: bf16 only where this CPU has it)
-        default = (rows.get(f"rnnlab {pick['path']} {pick.get('precision', 'fp32')}")
-                   or rows["rnnlab stock fp32"])
+        default = rows.get(f"rnnlab {path_text(pick)}") or rows["rnnlab stock fp32"]
         entry = {"default_backend": pick["path"], "default_method": default["method"],
                  "auto": pick, "stock_trainer_over_bare": stock / bare,
                  "default_over_bare": default["train_seq_per_s"] / bare,
@@ -110,12 +109,17 @@ def summarise(models: list[dict], picks: dict[str, dict],
     return out
 
 
+def path_text(backend: dict) -> str:
+    """``compiled bf16``: a run record's ``backend`` entry's path and precision (fp32 in a
+    record from before it named the precision)."""
+    return f"{backend['path']} {backend.get('precision', 'fp32')}"
+
+
 def pick_text(pick: dict) -> str:
     """``compiled bf16 (measured: stock fp32 70.1, compiled fp32 47.3, ... ms)``, as the
     table says it."""
     ms = ", ".join(f"{path} {value:.1f}" for path, value in pick["ms_per_step"].items())
-    return (f"{pick['path']} {pick.get('precision', 'fp32')} "
-            f"({pick['why']}{': ' + ms + ' ms' if ms else ''})")
+    return f"{path_text(pick)} ({pick['why']}{': ' + ms + ' ms' if ms else ''})"
 
 
 def target_text(model: str, ratio: float | None) -> str:
@@ -145,8 +149,7 @@ def long_markdown(rows: list[dict]) -> list[str]:
              "ms per time step | ratio | target |", "|---|---|---:|---|---:|---:|---|"]
     for r in rows:
         at = [r["by_steps"][steps] for steps, _ in throughput.LONG_SHAPES]
-        paths = [f"{a['backend']['path']} {a['backend'].get('precision', 'fp32')} "
-                 f"({a['backend']['why']})" for a in at]
+        paths = [f"{path_text(a['backend'])} ({a['backend']['why']})" for a in at]
         lines.append(f"| {r['cell']} | {paths[0]} | {at[0]['ms_per_time_step']:.4f} | "
                      f"{paths[1]} | {at[1]['ms_per_time_step']:.4f} | {r['ratio']:.2f} | "
                      f"{'met' if r['meets_target'] else 'missed'} |")

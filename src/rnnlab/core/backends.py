@@ -652,9 +652,9 @@ def auto_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: 
 
 def auto_precisions(path: str = CPUINFO) -> tuple[str, ...]:
     """The precisions ``--precision auto`` times: fp32, and bf16 where the CPU's flags
-    show bf16 matmul hardware (:data:`BF16_FLAGS`; elsewhere oneDNN emulates it, slower)."""
-    flags = cpu_flags(path)
-    return ("fp32", "bf16") if flags and flags.intersection(BF16_FLAGS) else ("fp32",)
+    show bf16 matmul hardware (:func:`bf16_hardware`; elsewhere oneDNN emulates it, slower;
+    where the flags are unknown, fp32 alone)."""
+    return ("fp32", "bf16") if bf16_hardware(path) else ("fp32",)
 
 
 def path_choice(rnn: nn.RNNBase, x: Tensor, train_steps: int | None, precision: str,
@@ -824,12 +824,18 @@ def cpu_flags(path: str = CPUINFO) -> set[str] | None:
     return None
 
 
+def bf16_hardware(path: str = CPUINFO) -> bool | None:
+    """Whether the CPU's flags (``path``) show bf16 matmul hardware (:data:`BF16_FLAGS`);
+    None where the flags are unknown."""
+    flags = cpu_flags(path)
+    return None if flags is None else bool(flags.intersection(BF16_FLAGS))
+
+
 def slow_bf16_reason(path: str = CPUINFO) -> str | None:
     """Why bf16 will likely train slower than fp32 on this CPU, in one line; None where it
     has bf16 matmul hardware or its flags are unknown. Without that hardware oneDNN
     emulates bf16 matmuls, conversions included, and fp32 is the faster choice."""
-    flags = cpu_flags(path)
-    if flags is None or flags.intersection(BF16_FLAGS):
+    if bf16_hardware(path) is not False:
         return None
     return (f"this CPU lacks bfloat16 matmul hardware (no {' or '.join(BF16_FLAGS)} in its "
             "flags): bf16 matmuls will likely be slower than fp32; choose precision fp32")
